@@ -1,0 +1,1 @@
+"""Faithful simulators of both servers, fault injection and seed data (loopback only)."""
