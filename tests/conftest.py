@@ -1,0 +1,65 @@
+"""Shared fixtures: simulators in-process (httpx WSGI transport) and over loopback sockets."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import httpx
+import pytest
+
+from syncd.sandbox.clickmaint_sim import ClickMaintSim
+from syncd.systems.budget import RateBudget
+from syncd.systems.clickmaint import ClickMaintClient
+from syncd.systems.http import HttpClient, RequestStats, RetryPolicy
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _structured_logging() -> None:
+    """Route structlog through stdlib logging (as in production) so caplog sees every line."""
+    import sys
+
+    from syncd.logging import configure_logging
+
+    configure_logging(level="debug", fmt="json", stream=sys.stderr, journal_prefix=False)
+
+
+FAST_RETRY = RetryPolicy(attempts=4, backoff_initial=0.01, backoff_max=0.05, jitter=0.0)
+CM_KEY = "cm-sandbox-key"
+
+
+@pytest.fixture
+def cm_sim() -> ClickMaintSim:
+    return ClickMaintSim()
+
+
+@pytest.fixture
+def make_cm_client(cm_sim: ClickMaintSim) -> Iterator[Callable[..., ClickMaintClient]]:
+    made: list[HttpClient] = []
+
+    def make(
+        *,
+        key: str = CM_KEY,
+        entity: int = 1,
+        budget: RateBudget | None = None,
+        retry: RetryPolicy = FAST_RETRY,
+        timeout: float = 5.0,
+        transport: httpx.BaseTransport | None = None,
+        base_url: str = "http://cm.test/api/v1",
+        sockets: bool = False,
+    ) -> ClickMaintClient:
+        http = HttpClient(
+            "clickmaint",
+            base_url,
+            timeout=timeout,
+            budget=budget,
+            retry=retry,
+            headers={"Authorization": f"Bearer {key}", "X-Entity-Id": str(entity)},
+            transport=None if sockets else (transport or httpx.WSGITransport(app=cm_sim)),
+            stats=RequestStats(),
+        )
+        made.append(http)
+        return ClickMaintClient(http, entity)
+
+    yield make
+    for http in made:
+        http.close()

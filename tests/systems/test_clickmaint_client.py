@@ -1,0 +1,234 @@
+"""Contract tests of the Click Maint client against the simulator (in-process and over sockets)."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import pytest
+
+from syncd.sandbox.clickmaint_sim import ClickMaintSim, ClickMaintVariant
+from syncd.sandbox.faults import FaultConfig
+from syncd.sandbox.seed_clickmaint import seed_clickmaint
+from syncd.sandbox.server import ServerThread
+from syncd.systems.budget import RateBudget
+from syncd.systems.errors import (
+    AuthFailed,
+    BadResponse,
+    BudgetExhausted,
+    NotFound,
+    OutcomeUnknown,
+    PermissionDenied,
+    Rejected,
+    ServerError,
+)
+from syncd.systems.http import RetryPolicy
+
+from ..conftest import CM_KEY
+
+WO1 = 1001  # the simulator's first work order id
+
+
+def _seed(sim: ClickMaintSim, n: int = 60) -> None:
+    for i in range(n):
+        sim.create_work_order({"title": f"WO {i}", "description": "Revisión ñ"})
+
+
+def test_entities_and_crud_round_trip(make_cm_client, cm_sim) -> None:
+    client = make_cm_client()
+    assert [e["id"] for e in client.entities()] == [1, 2]
+    created = client.create_work_order({"title": "Cambio de filtros", "priority": "high"})
+    assert created["status"]["name"] == "open"
+    fetched = client.get_work_order(created["id"])
+    assert fetched["title"] == "Cambio de filtros"
+    updated = client.update_work_order(created["id"], {"status_id": 5})
+    assert updated["status"] == {"id": 5, "name": "completed", "is_custom": False}
+    assert updated["completed_at"] is not None
+    client.delete_work_order(created["id"])
+    with pytest.raises(NotFound):
+        client.get_work_order(created["id"])
+
+
+def test_typed_errors(make_cm_client) -> None:
+    with pytest.raises(AuthFailed) as auth:
+        make_cm_client(key="wrong-key-123").get_work_order(1)
+    assert "wrong-key-123" not in str(auth.value)
+    with pytest.raises(PermissionDenied):
+        make_cm_client(entity=99).list_page("/work_orders")
+    client = make_cm_client()
+    with pytest.raises(Rejected) as rejected:
+        client.create_work_order({"title": ""})
+    assert "Title can't be blank" in str(rejected.value)
+    with pytest.raises(NotFound):
+        client.get_work_order(424242)
+
+
+def test_pagination_is_lazy_and_complete(make_cm_client, cm_sim) -> None:
+    _seed(cm_sim, 60)
+    client = make_cm_client()
+    pages = client.iter_pages("/work_orders", per_page=25)
+    first = next(pages)
+    assert client.http.stats.total == 1  # nothing fetched beyond what was consumed
+    assert first.total == 60 and first.total_pages == 3
+    rest = [item["id"] for page in pages for item in page.items]
+    ids = [item["id"] for item in first.items] + rest
+    assert sorted(ids) == sorted(cm_sim.work_orders)
+    assert client.http.stats.total == 3
+
+
+def test_filters_sort_and_search(make_cm_client, cm_sim) -> None:
+    _seed(cm_sim, 10)
+    client = make_cm_client()
+    one = client.list_page("/work_orders", filters=[("title_eq", "WO 3")])
+    assert [i["title"] for i in one.items] == ["WO 3"]
+    ids = sorted(cm_sim.work_orders)[:3]
+    several = client.list_page("/work_orders", filters=[("id_in", ids)], sort="id desc")
+    assert [i["id"] for i in several.items] == ids[::-1]
+    found = client.list_page("/work_orders", search="wo 7")
+    assert [i["title"] for i in found.items] == ["WO 7"]
+
+
+@pytest.mark.parametrize(
+    ("variant", "expected"),
+    [
+        (
+            ClickMaintVariant(),
+            {"per_page_cap": 100, "updated_at_filter": True, "updated_at_sort": True},
+        ),
+        (ClickMaintVariant(per_page_cap=50), {"per_page_cap": 50}),
+        (
+            ClickMaintVariant(updated_at_filter=False),
+            {"updated_at_filter": False, "updated_at_sort": True},
+        ),
+        (
+            ClickMaintVariant(updated_at_sort=False),
+            {"updated_at_sort": False, "updated_at_filter": True},
+        ),
+        (
+            ClickMaintVariant(updated_at_sort=False, updated_at_filter=False),
+            {"updated_at_sort": False, "updated_at_filter": False},
+        ),
+        (ClickMaintVariant(rate_limit=1000), {"rate_limit": 1000}),
+    ],
+)
+def test_capability_detection_plays_every_variant(make_cm_client, variant, expected) -> None:
+    sim = ClickMaintSim(variant=variant)
+    seed_clickmaint(sim, work_orders=150, requests=0, seed=3)
+    import httpx
+
+    budget = RateBudget("clickmaint", 300, 300, reserve=10)
+    client = make_cm_client(transport=httpx.WSGITransport(app=sim), budget=budget)
+    caps = client.detect_capabilities()
+    for key, value in expected.items():
+        assert getattr(caps, key) == value, key
+
+
+def test_empty_account_capabilities_are_unknown(make_cm_client) -> None:
+    caps = make_cm_client().detect_capabilities()
+    assert caps.updated_at_filter is None and caps.updated_at_sort is None
+
+
+def test_rate_limit_429_is_honoured_and_budget_follows_headers(make_cm_client, cm_sim) -> None:
+    _seed(cm_sim, 3)
+    cm_sim.variant.update({"rate_limit": 4, "rate_window": 1.0})
+    budget = RateBudget("clickmaint", 300, 1.0, reserve=0)  # configured window, learnt limit
+    client = make_cm_client(budget=budget, retry=RetryPolicy(attempts=6, backoff_initial=0.01))
+    started = time.monotonic()
+    for _ in range(8):
+        client.get_work_order(WO1)
+    assert budget.limit == 4  # learnt from X-RateLimit-Limit
+    assert time.monotonic() - started >= 0.9  # had to wait for the window to reset
+    statuses = cm_sim.log.by_status
+    assert statuses.get(200) == 8
+
+
+def test_retry_after_from_fault_burst(make_cm_client, cm_sim) -> None:
+    _seed(cm_sim, 1)
+    cm_sim.faults.configure(FaultConfig(burst_429_rate=1.0, burst_429_length=2, seed=1))
+    budget = RateBudget("clickmaint", 300, 300, reserve=0)
+    client = make_cm_client(budget=budget, retry=RetryPolicy(attempts=5, backoff_initial=0.01))
+    # every request starts a burst: the client must give up with RateLimited, not spin forever
+    from syncd.systems.errors import RateLimited
+
+    with pytest.raises(RateLimited):
+        client.get_work_order(WO1)
+    cm_sim.faults.configure(FaultConfig(burst_429_rate=0.0))
+    assert client.get_work_order(WO1)["id"] == WO1
+
+
+def test_server_errors_retried_for_reads_outcome_unknown_for_creates(
+    make_cm_client, cm_sim
+) -> None:
+    _seed(cm_sim, 1)
+    cm_sim.faults.configure(FaultConfig(error_rate=1.0, seed=2))
+    client = make_cm_client()
+    with pytest.raises(ServerError):
+        client.get_work_order(WO1)
+    assert cm_sim.log.total == 4  # all attempts used
+    with pytest.raises(OutcomeUnknown):
+        client.create_work_order({"title": "x"})
+    assert cm_sim.log.total == 5  # a POST is never resent blindly
+
+
+def test_malformed_json_and_html_pages_are_bad_responses(make_cm_client, cm_sim) -> None:
+    _seed(cm_sim, 1)
+    client = make_cm_client()
+    cm_sim.faults.configure(FaultConfig(malformed_json_rate=1.0))
+    with pytest.raises(BadResponse) as bad:
+        client.get_work_order(WO1)
+    assert "invalid JSON" in str(bad.value)
+    cm_sim.faults.configure(FaultConfig(html_error_rate=1.0))
+    with pytest.raises(ServerError) as html:
+        client.get_work_order(WO1)
+    assert "502" in str(html.value)
+    cm_sim.faults.configure(FaultConfig(malformed_json_rate=0.5, seed=7))
+    assert client.get_work_order(WO1)["id"] == WO1  # transient garbage is retried away
+
+
+def test_budget_deadline_gives_partial_progress(make_cm_client, cm_sim) -> None:
+    _seed(cm_sim, 1)
+    budget = RateBudget("clickmaint", 3, 60, reserve=1, ceiling=3)
+    client = make_cm_client(budget=budget)
+    client.get_work_order(WO1)
+    client.get_work_order(WO1)
+    client.set_deadline(time.monotonic() + 0.2)
+    with pytest.raises(BudgetExhausted):
+        client.get_work_order(WO1)
+    client.set_deadline(None)
+
+
+def test_secrets_never_in_errors_or_logs(make_cm_client, caplog) -> None:
+    caplog.set_level(logging.DEBUG)
+    client = make_cm_client(key="sk-live-SECRET-987654")
+    with pytest.raises(AuthFailed) as exc:
+        client.list_page("/work_orders")
+    assert "SECRET" not in str(exc.value)
+    assert "SECRET" not in caplog.text
+
+
+def test_over_real_sockets_with_timeouts(make_cm_client) -> None:
+    sim = ClickMaintSim()
+    _seed(sim, 5)
+    with ServerThread(sim) as server:
+        client = make_cm_client(
+            sockets=True,
+            base_url=f"{server.url}/api/v1",
+            timeout=0.5,
+            retry=RetryPolicy(attempts=3, backoff_initial=0.01),
+        )
+        assert client.get_work_order(WO1)["id"] == WO1
+        sim.faults.configure(FaultConfig(timeout_rate=1.0, timeout_delay=1.0))
+        with pytest.raises(OutcomeUnknown):
+            client.create_work_order({"title": "Created although the answer never came"})
+        # the POST did land: this is exactly why it must not be resent
+        titles = [wo["title"] for wo in sim.work_orders.values()]
+        assert titles.count("Created although the answer never came") == 1
+        with pytest.raises(ServerError):
+            client.get_work_order(WO1)  # reads time out, are retried, then give up
+        sim.faults.clear()
+        assert client.get_work_order(WO1 + 1)["id"] == WO1 + 1
+
+
+def test_key_only_header_authentication(make_cm_client) -> None:
+    client = make_cm_client(key=CM_KEY)
+    assert client.entities()

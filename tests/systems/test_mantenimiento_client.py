@@ -1,0 +1,207 @@
+"""Contract tests of the mantenimiento client against the simulator of the real Django code."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import httpx
+import pytest
+
+from syncd.sandbox.faults import FaultConfig
+from syncd.sandbox.mantenimiento_sim import MantenimientoSim
+from syncd.sandbox.seed_mantenimiento import seed_mantenimiento
+from syncd.sandbox.server import ServerThread
+from syncd.systems.errors import (
+    AuthFailed,
+    NotFound,
+    OutcomeUnknown,
+    PermissionDenied,
+    Rejected,
+    ServerError,
+)
+from syncd.systems.http import HttpClient, RequestStats, RetryPolicy
+from syncd.systems.mantenimiento import DjangoSessionAuth, MantenimientoClient
+
+from ..conftest import FAST_RETRY
+
+PASSWORD = "syncd-sandbox-pass"
+
+
+@pytest.fixture
+def mt_sim() -> MantenimientoSim:
+    sim = MantenimientoSim()
+    seed_mantenimiento(sim, ots=30, avisos=5, seed=2)
+    return sim
+
+
+def make_client(
+    sim: MantenimientoSim | None,
+    *,
+    user: str = "syncd",
+    password: str = PASSWORD,
+    base_url: str = "http://mt.test",
+    timeout: float = 5.0,
+    retry: RetryPolicy = FAST_RETRY,
+) -> MantenimientoClient:
+    auth = DjangoSessionAuth(user, lambda: password)
+    http = HttpClient(
+        "mantenimiento",
+        base_url,
+        timeout=timeout,
+        auth=auth,
+        retry=retry,
+        transport=httpx.WSGITransport(app=sim) if sim is not None else None,
+        stats=RequestStats(),
+        classify_5xx=MantenimientoClient.classify_5xx,
+    )
+    return MantenimientoClient(http, auth)
+
+
+def first_open_ot(sim: MantenimientoSim) -> int:
+    return min(i for i, ot in sim.ots.items() if ot["estado"] in ("ESPERA", "PROGRAMADA"))
+
+
+def test_lazy_login_then_reads(mt_sim) -> None:
+    client = make_client(mt_sim)
+    ot_id = first_open_ot(mt_sim)
+    ot = client.get_ot(ot_id)
+    assert ot is not None and ot["id"] == ot_id
+    assert client.auth is not None and client.auth.logins == 1
+    assert client.get_ot(ot_id)["raw_status"] in ("ESPERA", "PROGRAMADA")
+    assert client.auth.logins == 1  # the session is reused
+
+
+def test_missing_ot_is_none_html_404(mt_sim) -> None:
+    client = make_client(mt_sim)
+    assert client.get_ot(999_999) is None
+
+
+def test_expired_session_is_renewed_transparently(mt_sim) -> None:
+    client = make_client(mt_sim)
+    ot_id = first_open_ot(mt_sim)
+    client.get_ot(ot_id)
+    mt_sim.expire_all_sessions()
+    client.update_status_notes(ot_id, notas="después de expirar")  # a POST, re-sent after login
+    assert client.auth.logins == 2
+    assert mt_sim.ots[ot_id]["notas"] == "después de expirar"
+
+
+def test_wrong_password_and_non_staff_fail_clearly(mt_sim) -> None:
+    with pytest.raises(AuthFailed) as exc:
+        make_client(mt_sim, password="nope-wrong-pw").get_ot(first_open_ot(mt_sim))
+    assert "nope-wrong-pw" not in str(exc.value)
+    with pytest.raises(AuthFailed):
+        make_client(mt_sim, user="tecnico1", password="tecnico1-pass").get_ot(1000)
+
+
+def test_csrf_protected_writes(mt_sim) -> None:
+    client = make_client(mt_sim)
+    ot_id = first_open_ot(mt_sim)
+    client.update_ot_fields(ot_id, {"descripcion_detallada": "Título nuevo " + "x" * 250})
+    assert mt_sim.ots[ot_id]["descripcion_corta"] == ("Título nuevo " + "x" * 250)[:200]
+    # a lost CSRF cookie makes the server answer 403; the client logs in again and resends
+    assert client.auth is not None
+    client.auth.csrftoken = "stale-token-value-0000000000000"
+    client.update_ot_fields(ot_id, {"descripcion_detallada": "Otra vez"})
+    assert mt_sim.ots[ot_id]["descripcion_corta"] == "Otra vez"
+
+
+def test_create_update_close_cycle(mt_sim) -> None:
+    client = make_client(mt_sim)
+    end = datetime.now(UTC) + timedelta(days=2)
+    ot_id, codigo = client.create_ot(
+        {
+            "descripcion": "Fuga de aceite ⟦syncd cm:5 t:abc123⟧",
+            "prioridad": "ALTA",
+            "ubicacion": 11,
+            "fin_programado": end.strftime("%Y-%m-%dT%H:%M"),
+        }
+    )
+    assert codigo.startswith("OTNP-")
+    ot = client.get_ot(ot_id)
+    assert ot["tipo_raw"] == "NO_PROGRAMADA" and ot["raw_status"] == "PROGRAMADA"
+    assert [r["id"] for r in client.search_ots("abc123")] == [ot_id]
+    client.update_status_notes(ot_id, estado="EJECUCION", notas="en curso")
+    with pytest.raises(Rejected) as bad:
+        client.update_status_notes(ot_id, estado="EN_CURSO")
+    assert "no válido" in str(bad.value)
+    assert client.close_ot(ot_id, fecha_inicio="2026-01-01T08:00", fecha_fin="2026-01-01T10:00")
+    assert (
+        client.close_ot(ot_id, fecha_inicio="2026-01-01T08:00", fecha_fin="2026-01-01T10:00")
+        is False
+    )
+    assert client.get_ot(ot_id)["raw_status"] == "REALIZADA"
+
+
+def test_update_of_missing_ot_is_not_found_not_retried(mt_sim) -> None:
+    client = make_client(mt_sim)
+    client.get_ot(first_open_ot(mt_sim))
+    before = mt_sim.log.total
+    with pytest.raises(NotFound):
+        client.update_status_notes(999_999, estado="CANCELADA")  # the view answers JSON 500
+    assert mt_sim.log.total == before + 1
+
+
+def test_materials_and_avisos(mt_sim) -> None:
+    client = make_client(mt_sim)
+    ot_id = first_open_ot(mt_sim)
+    material = next(iter(client.iter_materials("FL_A")))
+    record = client.add_material_used(
+        ot_id, material_id=material["id"], cantidad=Decimal("2.50"), comentario="tx 7 t:abc"
+    )
+    used = client.materials_used(ot_id)
+    assert any(m["id"] == record and m["cantidad"] == 2.5 for m in used)
+    with pytest.raises(Rejected):  # the real view only refuses a zero / missing quantity
+        client.add_material_used(ot_id, material_id=material["id"], cantidad=Decimal("0"))
+    all_materials = list(client.iter_materials())
+    assert len(all_materials) == len(mt_sim.materials)  # paged 30 at a time
+    avisos = client.list_avisos()
+    assert set(avisos) == {"ABIERTO", "PROCESO", "CERRADO", "CANCELADO"}
+    aviso_id = client.create_aviso({"ubicacion": 11, "descripcion": "Ruido en compresor t:zz9"})
+    assert aviso_id is not None and mt_sim.avisos[aviso_id]["descripcion"].startswith("Ruido")
+    client.update_aviso(aviso_id, "PROCESO")
+    new_ot, _ = client.create_ot_from_aviso(aviso_id)
+    assert mt_sim.ots[new_ot]["aviso_id"] == aviso_id
+    with pytest.raises(Rejected):
+        client.create_ot_from_aviso(aviso_id)  # an aviso has at most one OT
+
+
+def test_missing_section_is_permission_denied() -> None:
+    sim = MantenimientoSim()
+    seed_mantenimiento(sim, ots=2, avisos=0, seed=1)
+    sim.users["syncd"]["sections"] = []
+    with pytest.raises(PermissionDenied):
+        make_client(sim).create_aviso({"ubicacion": 11, "descripcion": "x"})
+
+
+def test_faults_over_sockets(mt_sim) -> None:
+    with ServerThread(mt_sim) as server:
+        client = make_client(None, base_url=server.url, timeout=0.5)
+        ot_id = first_open_ot(mt_sim)
+        assert client.get_ot(ot_id)["id"] == ot_id
+        mt_sim.faults.configure(FaultConfig(session_expiry_rate=0.3, seed=11))
+        logins = client.auth.logins
+        for _ in range(10):
+            assert client.get_ot(ot_id)["id"] == ot_id  # logs in again when bounced
+        assert client.auth.logins > logins
+        mt_sim.faults.configure(FaultConfig(error_rate=1.0))
+        with pytest.raises(ServerError):
+            client.get_ot(ot_id)
+        mt_sim.faults.configure(FaultConfig(timeout_rate=1.0, timeout_delay=1.0))
+        with pytest.raises(OutcomeUnknown):
+            client.create_ot({"descripcion": "timeout t:tt1", "ubicacion": 11})
+        assert sum("t:tt1" in (o["descripcion_corta"] or "") for o in mt_sim.ots.values()) == 1
+        mt_sim.faults.configure(FaultConfig(html_error_rate=0.2, malformed_json_rate=0.1, seed=4))
+        for _ in range(5):
+            assert client.get_ot(ot_id)["id"] == ot_id
+
+
+def test_password_never_logged(mt_sim, caplog) -> None:
+    caplog.set_level(logging.DEBUG)
+    client = make_client(mt_sim)
+    client.get_ot(first_open_ot(mt_sim))
+    assert PASSWORD not in caplog.text
+    assert client.auth is not None and client.auth.sessionid
+    assert client.auth.sessionid not in caplog.text
