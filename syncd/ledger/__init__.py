@@ -1,0 +1,1 @@
+"""The SQLite ledger: the only code that writes SQL."""
