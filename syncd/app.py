@@ -1,0 +1,153 @@
+"""Wiring: one place that turns a `Config` into clients, a ledger and stream runners.
+
+Both the daemon (`service.py`) and the one-shot commands build on this, so the daemon and
+`syncd sync --once` can never be wired differently.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+from sqlite_utils import Database
+
+from .config import Config
+from .engine.run import Runtime, Stream
+from .engine.work_orders import WorkOrderSync
+from .ledger.db import connect
+from .ledger.store import Ledger
+from .systems.budget import RateBudget
+from .systems.clickmaint import ClickMaintClient
+from .systems.http import HttpClient, RequestStats, RetryPolicy
+from .systems.mantenimiento import DjangoSessionAuth, MantenimientoClient
+
+STREAMS: dict[str, type[Stream]] = {
+    "work_orders": WorkOrderSync,
+}
+
+
+class App:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        transports: dict[str, httpx.BaseTransport] | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self.config = config
+        transports = transports or {}
+        self.stats = RequestStats()
+        cm_cfg = config.clickmaint
+        self.cm_budget = RateBudget(
+            "clickmaint",
+            cm_cfg.rate_limit,
+            cm_cfg.rate_window_seconds,
+            reserve=cm_cfg.rate_reserve,
+            ceiling=cm_cfg.rate_limit_ceiling,
+        )
+        api_key = config.clickmaint_api_key.get_secret_value() if config.clickmaint_api_key else ""
+        self.cm_http = HttpClient(
+            "clickmaint",
+            cm_cfg.base_url,
+            timeout=cm_cfg.timeout_seconds,
+            budget=self.cm_budget,
+            retry=retry,
+            headers={
+                "Authorization": f"Bearer {api_key}",
+                "Accept": "application/json",
+                "X-Entity-Id": str(cm_cfg.entity_id),
+                "User-Agent": "syncd",
+            },
+            transport=transports.get("clickmaint"),
+            stats=self.stats,
+        )
+        self.cm = ClickMaintClient(self.cm_http, cm_cfg.entity_id)
+        mt_cfg = config.mantenimiento
+        password = config.mantenimiento_password
+        self.mt_auth = DjangoSessionAuth(
+            mt_cfg.username, lambda: password.get_secret_value() if password else ""
+        )
+        self.mt_http = HttpClient(
+            "mantenimiento",
+            mt_cfg.base_url,
+            timeout=mt_cfg.timeout_seconds,
+            budget=None,
+            retry=retry,
+            auth=self.mt_auth,
+            headers={"Accept": "application/json", "User-Agent": "syncd"},
+            transport=transports.get("mantenimiento"),
+            stats=self.stats,
+            classify_5xx=MantenimientoClient.classify_5xx,
+        )
+        self.mt = MantenimientoClient(self.mt_http, self.mt_auth)
+
+    # -- ledger -------------------------------------------------------------------------
+    def open_ledger(self, *, readonly: bool = False) -> Ledger:
+        return Ledger.open(self.config.ledger_path, readonly=readonly)
+
+    def scratch_ledger(self) -> Ledger:
+        """An in-memory copy of the ledger: what a dry run writes to (and throws away)."""
+        memory = connect(":memory:")
+        path = self.config.ledger_path
+        if path.exists():
+            source = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+            try:
+                source.backup(memory.conn)
+            finally:
+                source.close()
+        ledger = Ledger(memory, ":memory:")
+        from .ledger.db import migrate
+
+        migrate(Database(memory.conn), ":memory:")
+        return ledger
+
+    # -- runtime ----------------------------------------------------------------------------
+    def runtime(
+        self,
+        ledger: Ledger,
+        *,
+        stop: threading.Event | None = None,
+        heartbeat: Callable[[], None] | None = None,
+        dry_run: bool = False,
+        progress: Callable[[str, int, int | None], None] | None = None,
+    ) -> Runtime:
+        rt = Runtime(
+            config=self.config,
+            ledger=ledger,
+            cm=self.cm,
+            mt=self.mt,
+            stop=stop or threading.Event(),
+            dry_run=dry_run,
+            cm_request_count=lambda: self.stats.count(server="clickmaint"),
+            set_deadline=self.cm.set_deadline,
+        )
+        if heartbeat is not None:
+            rt.heartbeat = heartbeat
+        if progress is not None:
+            rt.progress = progress
+        return rt
+
+    def stream(self, name: str, rt: Runtime) -> Stream:
+        return STREAMS[name](rt)
+
+    def enabled_streams(self) -> list[str]:
+        return [name for name in STREAMS if getattr(self.config.streams, name).enabled]
+
+    def close(self) -> None:
+        self.cm_http.close()
+        self.mt_http.close()
+
+    def budget_snapshot(self) -> dict[str, Any]:
+        snap = self.cm_budget.snapshot()
+        return {
+            "limit": snap.limit,
+            "window_seconds": snap.window,
+            "reserve": snap.reserve,
+            "used_in_window": snap.used_in_window,
+            "available": snap.available,
+            "paused_for": round(snap.paused_for, 1),
+            "server_remaining": snap.server_remaining,
+        }

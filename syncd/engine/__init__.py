@@ -1,0 +1,1 @@
+"""The sync core: pure decisions over canonical records (no HTTP, no SQL)."""

@@ -1,0 +1,248 @@
+"""Finding Click Maint work orders that changed since the watermark, without losing any.
+
+Strategies, best first (which one applies is decided by capability detection):
+
+* ``keyset`` — `filter[updated_at_gteq]=<cursor>&sort=updated_at asc`, always page 1, moving the
+  cursor to the last `updated_at` seen.  No offsets, so records moving while we page cannot
+  make us skip anything; records edited meanwhile get a newer `updated_at` and come later.  If a
+  whole page shares one second, that second is read with offset pages (twice, until a pass
+  finds nothing new).  Progress can be checkpointed after every page.
+* ``desc`` — no usable filter: `sort=updated_at desc` from page 1 down to the first record
+  older than the watermark.  Edits and inserts during paging only cause duplicates; a shrinking
+  `total` (deletion) makes the pass unstable and the watermark does not move.
+* ``filter`` — filter works, sort does not: offset pages inside `updated_at >= cursor` in the
+  server's default order; the watermark moves only if `total` stayed the same throughout.
+* ``full`` — neither: every page, every time (run on a slower schedule); same stability rule.
+
+The watermark never passes `server_now - lag`, and each scan starts at `watermark - lookback`;
+duplicates are expected and removed by the caller comparing `(id, updated_at)` with the ledger.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from ..systems.clickmaint import Capabilities, Page
+from .mapping import iso_z, parse_iso
+
+EPOCH = "1970-01-01T00:00:00Z"
+
+
+@dataclass(frozen=True)
+class Query:
+    page: int
+    per_page: int
+    sort: str | None
+    filters: Sequence[tuple[str, Any]]
+
+
+Fetch = Callable[[Query], Page]
+
+
+@dataclass
+class Batch:
+    items: list[dict[str, Any]]
+    #: a watermark that is safe to store once this batch's items are committed (or None)
+    checkpoint: str | None = None
+
+
+@dataclass
+class ScanReport:
+    strategy: str = ""
+    pages: int = 0
+    items: int = 0
+    complete: bool = False
+    stable: bool = True
+    final_watermark: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def choose_strategy(caps: Capabilities) -> str:
+    if caps.updated_at_filter and caps.updated_at_sort:
+        return "keyset"
+    if caps.updated_at_sort:
+        return "desc"
+    if caps.updated_at_filter:
+        return "filter"
+    if caps.updated_at_filter is None and caps.updated_at_sort is None:
+        return "desc"  # unknown (empty account): desc is correct either way, just not cheap
+    return "full"
+
+
+def _ts(item: dict[str, Any]) -> str:
+    value = item.get("updated_at")
+    try:
+        return iso_z(parse_iso(value, "updated_at")) or EPOCH
+    except Exception:
+        return EPOCH  # unreadable: the record itself is quarantined by the mapping
+
+
+def _minus(ts: str, seconds: int) -> str:
+    moment = parse_iso(ts, "watermark")
+    assert moment is not None
+    return iso_z(moment - timedelta(seconds=seconds)) or EPOCH
+
+
+def _plus_second(ts: str) -> str:
+    moment = parse_iso(ts, "cursor")
+    assert moment is not None
+    return iso_z(moment + timedelta(seconds=1)) or EPOCH
+
+
+class WorkOrderScan:
+    """One pass over changed records; iterate it for batches, then read `report`."""
+
+    def __init__(
+        self,
+        fetch: Fetch,
+        *,
+        strategy: str,
+        watermark: str | None,
+        per_page: int,
+        lookback_seconds: int,
+        horizon: datetime,
+    ) -> None:
+        self.fetch = fetch
+        self.strategy = strategy
+        self.per_page = per_page
+        self.start = _minus(watermark, lookback_seconds) if watermark else None
+        self.horizon = iso_z(horizon) or EPOCH  # server_now - lag
+        self.report = ScanReport(strategy=strategy)
+
+    def _get(self, query: Query) -> Page:
+        page = self.fetch(query)
+        self.report.pages += 1
+        self.report.items += len(page.items)
+        return page
+
+    def _cap(self, ts: str) -> str:
+        return min(ts, self.horizon)
+
+    def __iter__(self) -> Iterator[Batch]:
+        if self.strategy == "keyset":
+            yield from self._keyset()
+        elif self.strategy == "desc":
+            yield from self._desc()
+        else:
+            yield from self._offset(with_filter=self.strategy == "filter")
+
+    # -- keyset ---------------------------------------------------------------------------
+    def _keyset(self) -> Iterator[Batch]:
+        cursor = self.start or EPOCH
+        while True:
+            page = self._get(
+                Query(1, self.per_page, "updated_at asc", [("updated_at_gteq", cursor)])
+            )
+            stamps = [_ts(i) for i in page.items]
+            if stamps != sorted(stamps) or (stamps and stamps[0] < cursor):
+                self.report.stable = False
+                self.report.notes.append("server ignored sort/filter mid-scan")
+                yield Batch(page.items)
+                return
+            if len(page.items) < self.per_page or page.total <= len(page.items):
+                final = self._cap(stamps[-1]) if stamps else self._cap(cursor)
+                self.report.complete = True
+                self.report.final_watermark = max(final, cursor) if stamps else final
+                yield Batch(page.items, checkpoint=self.report.final_watermark)
+                return
+            last = stamps[-1]
+            if last == cursor:
+                # a full page inside one second: read that second with offsets, then move on
+                yield Batch(page.items)
+                yield from self._tie(cursor)
+                cursor = _plus_second(cursor)
+                yield Batch([], checkpoint=self._cap(cursor))
+                continue
+            cursor = last
+            yield Batch(page.items, checkpoint=self._cap(cursor))
+
+    def _tie(self, second: str) -> Iterator[Batch]:
+        seen: set[Any] = set()
+        for _ in range(2):  # a second pass catches records shifted by edits during the first
+            added = 0
+            page_no = 1
+            while True:
+                page = self._get(
+                    Query(
+                        page_no,
+                        self.per_page,
+                        "id asc",
+                        [("updated_at_gteq", second), ("updated_at_lteq", second)],
+                    )
+                )
+                fresh = [i for i in page.items if i.get("id") not in seen]
+                seen.update(i.get("id") for i in page.items)
+                added += len(fresh)
+                if fresh:
+                    yield Batch(fresh)
+                if not page.items or page_no >= page.total_pages:
+                    break
+                page_no += 1
+            if added == 0:
+                return
+        self.report.notes.append(f"{len(seen)} records share updated_at {second}")
+
+    # -- desc -----------------------------------------------------------------------------
+    def _desc(self) -> Iterator[Batch]:
+        page_no = 1
+        first_total: int | None = None
+        newest: str | None = None
+        while True:
+            page = self._get(Query(page_no, self.per_page, "updated_at desc", []))
+            if first_total is None:
+                first_total = page.total
+            elif page.total < first_total:
+                self.report.stable = False  # a deletion may have shifted records upwards
+            stamps = [_ts(i) for i in page.items]
+            if stamps != sorted(stamps, reverse=True):
+                self.report.stable = False
+                self.report.notes.append("server ignored sort=updated_at desc")
+            if newest is None and stamps:
+                newest = stamps[0]
+            keep = [
+                i
+                for i, s in zip(page.items, stamps, strict=True)
+                if not self.start or s >= self.start
+            ]
+            reached_old = self.start is not None and any(s < self.start for s in stamps)
+            last_page = not page.items or page_no >= page.total_pages
+            if reached_old or last_page:
+                self.report.complete = True
+                if self.report.stable:
+                    self.report.final_watermark = self._cap(newest or self.start or EPOCH)
+                yield Batch(keep, checkpoint=self.report.final_watermark)
+                return
+            yield Batch(keep)
+            page_no += 1
+
+    # -- offset (filter only / full) --------------------------------------------------------
+    def _offset(self, *, with_filter: bool) -> Iterator[Batch]:
+        page_no = 1
+        first_total: int | None = None
+        newest = self.start or EPOCH
+        filters = [("updated_at_gteq", self.start)] if (with_filter and self.start) else []
+        while True:
+            page = self._get(Query(page_no, self.per_page, None, filters))
+            if first_total is None:
+                first_total = page.total
+            elif page.total != first_total:
+                self.report.stable = False
+            stamps = [_ts(i) for i in page.items]
+            if stamps:
+                newest = max(newest, *stamps)
+            keep = [
+                i
+                for i, s in zip(page.items, stamps, strict=True)
+                if not self.start or s >= self.start
+            ]
+            if not page.items or page_no >= page.total_pages:
+                self.report.complete = True
+                if self.report.stable:
+                    self.report.final_watermark = self._cap(newest)
+                yield Batch(keep, checkpoint=self.report.final_watermark)
+                return
+            yield Batch(keep)
+            page_no += 1

@@ -1,0 +1,225 @@
+"""Driving one stream once: the run record, cooperative stop, error policy, dry-run plumbing.
+
+A stream class implements `cycle_body(run)`; `run_stream` wraps it with what every stream
+needs: a run row in the ledger, a log context (stream + run id on every line), translation of
+exceptions into a run status, and the rule that a stop request ends the cycle between records,
+after the current record is committed.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from ..config import Config
+from ..ledger.store import Ledger
+from ..systems.errors import (
+    AuthFailed,
+    BudgetExhausted,
+    PermissionDenied,
+    RemoteError,
+    Unavailable,
+)
+from .ports import ClickMaintPort, MantenimientoPort
+
+log = structlog.get_logger("syncd.engine")
+
+
+class StopRequested(Exception):
+    """Raised between records when the daemon is asked to stop."""
+
+
+class MappingChanged(Exception):
+    """The mapping fingerprint differs from the ledger's: an explicit re-baseline is required."""
+
+
+@dataclass
+class Planned:
+    """One remote write a dry run would have made."""
+
+    action: str
+    target: str
+    record: str
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def line(self) -> str:
+        extra = " ".join(f"{k}={v!r}" for k, v in self.detail.items())
+        return f"{self.action:<14} {self.target:<13} {self.record:<10} {extra}".rstrip()
+
+
+@dataclass
+class CycleReport:
+    stream: str
+    run_id: str
+    kind: str
+    status: str = "ok"  # ok | partial | failed | stopped
+    counts: Counter[str] = field(default_factory=Counter)
+    planned: list[Planned] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    error: str | None = None
+    started: float = field(default_factory=time.monotonic)
+    cm_requests: int = 0
+
+    @property
+    def writes(self) -> int:
+        return sum(
+            v
+            for k, v in self.counts.items()
+            if k.startswith(("created_", "updated_", "cancelled_", "mirrored_"))
+        )
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "stream": self.stream,
+            "run_id": self.run_id,
+            "kind": self.kind,
+            "status": self.status,
+            "counts": dict(self.counts),
+            "error": self.error,
+            "seconds": round(time.monotonic() - self.started, 2),
+            "cm_requests": self.cm_requests,
+            "notes": self.notes[:20],
+        }
+
+
+@dataclass
+class Runtime:
+    """Everything a stream needs for one cycle."""
+
+    config: Config
+    ledger: Ledger
+    cm: ClickMaintPort
+    mt: MantenimientoPort
+    stop: threading.Event = field(default_factory=threading.Event)
+    heartbeat: Callable[[], None] = lambda: None
+    dry_run: bool = False
+    #: number of Click Maint requests sent so far by this process (for per-cycle caps)
+    cm_request_count: Callable[[], int] = lambda: 0
+    #: lets the clients give up waiting for budget at this monotonic time (partial progress)
+    set_deadline: Callable[[float | None], None] = lambda _deadline: None
+    progress: Callable[[str, int, int | None], None] = lambda _what, _done, _total: None
+
+    def check_stop(self) -> None:
+        self.heartbeat()
+        if self.stop.is_set():
+            raise StopRequested()
+
+
+#: failures that concern the whole server, not one record: they end the cycle
+FATAL_REMOTE = (AuthFailed, PermissionDenied, Unavailable)
+
+
+class Stream:
+    name = "stream"
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.ledger = rt.ledger
+        self.cm = rt.cm
+        self.mt = rt.mt
+        self.config = rt.config
+        self.report: CycleReport | None = None
+        self.log = log.bind(stream=self.name)
+
+    # to be implemented by streams
+    def cycle_body(self, report: CycleReport, **options: Any) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    @property
+    def settings(self) -> Any:
+        return getattr(self.config.streams, self.name)
+
+    def run(self, kind: str = "cycle", **options: Any) -> CycleReport:
+        run_id = self.ledger.start_run(self.name, kind)
+        report = CycleReport(stream=self.name, run_id=run_id, kind=kind)
+        self.report = report
+        self.log = log.bind(stream=self.name, run_id=run_id)
+        cm_before = self.rt.cm_request_count()
+        interval = float(self.settings.interval_seconds)
+        deadline = None if kind != "cycle" else time.monotonic() + max(60.0, interval)
+        self.rt.set_deadline(deadline)
+        with structlog.contextvars.bound_contextvars(stream=self.name, run_id=run_id):
+            self.log.info("cycle.start", kind=kind, dry_run=self.rt.dry_run)
+            try:
+                self.cycle_body(report, **options)
+            except StopRequested:
+                report.status = "stopped"
+                report.notes.append("stopped on request after committing the current record")
+            except BudgetExhausted as exc:
+                report.status = "partial"
+                report.notes.append(str(exc))
+                self.log.warning("cycle.budget_exhausted", wait=round(exc.wait, 1))
+            except MappingChanged as exc:
+                report.status = "failed"
+                report.error = str(exc)
+                self.log.error("cycle.mapping_changed", error=str(exc))
+            except RemoteError as exc:
+                report.status = "failed"
+                report.error = str(exc)
+                self.log.error("cycle.remote_error", error=str(exc), kind=type(exc).__name__)
+            except Exception as exc:
+                report.status = "failed"
+                report.error = f"{type(exc).__name__}: {exc}"
+                self.log.exception("cycle.crashed")
+            finally:
+                self.rt.set_deadline(None)
+                report.cm_requests = self.rt.cm_request_count() - cm_before
+                if not self.rt.dry_run or kind != "dry-run":
+                    self.ledger.finish_run(run_id, report.status, report.summary(), report.error)
+                self.log.info(
+                    "cycle.end",
+                    status=report.status,
+                    counts=dict(report.counts),
+                    cm_requests=report.cm_requests,
+                    seconds=round(time.monotonic() - report.started, 2),
+                )
+        return report
+
+    # -- helpers shared by streams ------------------------------------------------------------
+    def history(self, action: str, *, cm_id: Any = None, mt_id: Any = None, **detail: Any) -> None:
+        assert self.report is not None
+        self.ledger.record(
+            self.name,
+            action,
+            cm_id=None if cm_id is None else str(cm_id),
+            mt_id=None if mt_id is None else str(mt_id),
+            run_id=self.report.run_id,
+            **detail,
+        )
+
+    def plan(self, action: str, target: str, record: Any, **detail: Any) -> None:
+        assert self.report is not None
+        self.report.planned.append(Planned(action, target, str(record), detail))
+
+    def quarantine(self, side: str, record_id: Any, reason: str, detail: str = "") -> None:
+        assert self.report is not None
+        item = self.ledger.quarantine(self.name, side, str(record_id), reason, detail)
+        self.report.counts["quarantined"] += 1
+        key = "cm_id" if side == "cm" else "mt_id"
+        self.history("quarantined", **{key: record_id}, reason=reason, attempts=item.attempts)
+        self.log.warning("record.quarantined", side=side, record=str(record_id), reason=reason)
+
+    def release(self, side: str, record_id: Any) -> None:
+        if self.ledger.release(self.name, side, str(record_id)):
+            key = "cm_id" if side == "cm" else "mt_id"
+            self.history("released", **{key: record_id})
+
+
+@contextmanager
+def consecutive_failures(limit: int) -> Any:
+    """Yield a counter callback; too many record failures in a row means the server is sick."""
+    state = {"n": 0}
+
+    def failed(ok: bool) -> None:
+        state["n"] = 0 if ok else state["n"] + 1
+        if state["n"] >= limit:
+            raise Unavailable(f"{limit} records in a row failed; treating the server as unhealthy")
+
+    yield failed

@@ -1,0 +1,1039 @@
+"""The `work_orders` stream: Click Maint work orders ⇄ mantenimiento OTs.
+
+One cycle, in order (each step commits per record, so a stop or crash between records loses
+nothing):
+
+1. resume the outbox: every create that may have happened is adopted (found by its marker)
+   before anything could create it again;
+2. read Click Maint changes since the watermark (`cursor.py`), merging each with a fresh read of
+   its OT; new work orders are created in mantenimiento through the outbox;
+3. discover new OTs by probing ids above the high-water id; new OTs are created in Click Maint;
+4. re-read linked OTs (open ones every cycle, closed ones every N cycles) and merge changes
+   with the last Click Maint snapshot (no extra Click Maint read);
+5. links marked dirty (fresh links, resolved conflicts) and quarantined records that are due;
+6. now and then, a full id reconciliation of Click Maint to find deleted work orders.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from ..ledger.models import Intent, Link, utcnow
+from ..systems.clickmaint import Capabilities
+from ..systems.errors import (
+    BadResponse,
+    BudgetExhausted,
+    NotFound,
+    OutcomeUnknown,
+    Rejected,
+    ServerError,
+    Unavailable,
+)
+from .cursor import Query, WorkOrderScan, choose_strategy
+from .mapping import MappingError, WorkOrderMapping, iso_z, parse_iso
+from .merge import MANTENIMIENTO, Resolution, advance_base, merge
+from .plan import Origin, cm_scope, deletion_guard, mt_scope, origin_of
+from .records import WORK_ORDER_FIELDS, Marker, Snapshot, merged_view, snapshot_hash
+from .run import FATAL_REMOTE, CycleReport, MappingChanged, Runtime, Stream
+
+CLOSED_ESTADOS = ("REALIZADA", "CANCELADA")
+RECORD_ERRORS = (MappingError, Rejected, BadResponse, ServerError)
+
+
+class WorkOrderSync(Stream):
+    name = "work_orders"
+
+    def __init__(self, rt: Runtime) -> None:
+        super().__init__(rt)
+        self.mapping = WorkOrderMapping(rt.config)
+        self._touched: set[str] = set()
+        self._mt_reads: dict[str, float] = {}  # mt_id -> monotonic time of the last read
+        self._failures = 0
+        self._retrying = False
+        self._prefer: str | None = None
+        self._cm_start = 0
+
+    # ======================================================================================
+    # cycle
+    # ======================================================================================
+    def cycle_body(
+        self,
+        report: CycleReport,
+        *,
+        full: bool = False,
+        since: str | None = None,
+        prefer: str | None = None,
+        rebaseline: bool = False,
+    ) -> None:
+        self._touched = set()
+        self._prefer = prefer
+        self._check_fingerprint(rebaseline)
+        cycle_no = int(self.ledger.get_meta("wo_cycle_no", 0) or 0) + 1
+        if not self.rt.dry_run:
+            self.ledger.set_meta("wo_cycle_no", cycle_no)
+        self._resume_outbox()
+        caps = self._capabilities()
+        self._scan_clickmaint(caps, full=full, since=since)
+        self._discover_mantenimiento(full=full)
+        self._reread_mantenimiento(
+            include_closed=full or cycle_no % self.config.mantenimiento.closed_reread_every == 0
+        )
+        self._process_dirty()
+        self._retry_quarantine()
+        self._reconcile_deletions(force=full)
+
+    def _check_fingerprint(self, rebaseline: bool) -> None:
+        current = self.config.mapping_fingerprint()
+        stored = self.ledger.get_meta("mapping_fingerprint")
+        if stored is None or (rebaseline and stored != current):
+            if not self.rt.dry_run:
+                self.ledger.set_meta("mapping_fingerprint", current)
+                if stored is not None:
+                    self.history("rebaseline", old=stored, new=current)
+            return
+        if stored != current:
+            raise MappingChanged(
+                f"the mapping configuration changed (fingerprint {stored} -> {current}); "
+                "review it, then run `syncd resync --rebaseline` to accept it"
+            )
+
+    def _capabilities(self) -> Capabilities:
+        cached = self.ledger.get_meta("cm_capabilities")
+        ttl = timedelta(hours=self.config.clickmaint.capability_ttl_hours)
+        if cached:
+            caps = Capabilities.from_dict(cached)
+            detected = parse_iso(caps.detected_at, "detected_at") if caps.detected_at else None
+            fresh = detected is not None and datetime.now(UTC) - detected < ttl
+            if fresh and caps.updated_at_filter is not None:
+                return caps
+        caps = self.cm.detect_capabilities()
+        self.log.info("clickmaint.capabilities", **caps.to_dict())
+        if not self.rt.dry_run:
+            self.ledger.set_meta("cm_capabilities", caps.to_dict())
+        return caps
+
+    def _policy(self, field: str) -> str:
+        if self._prefer:
+            return self._prefer
+        conflicts = self.config.conflicts
+        return conflicts.fields.get(field, conflicts.default_policy)
+
+    # ======================================================================================
+    # 1. outbox
+    # ======================================================================================
+    def _resume_outbox(self) -> None:
+        for intent in self.ledger.live_intents(self.name):
+            self.rt.check_stop()
+            if intent.op != "create":
+                continue
+            if intent.target_side == "mt":
+                self._resume_mt_create(intent)
+            else:
+                self._resume_cm_create(intent)
+
+    def _resume_mt_create(self, intent: Intent) -> None:
+        cm_snapshot: Snapshot = intent.payload.get("snapshot") or {}
+        if intent.state != "pending":
+            found = self._find_mt_by_token(intent)
+            if found is not None:
+                self._adopt(intent, cm_id=intent.source_id, mt_raw=found, cm=cm_snapshot)
+                return
+        if intent.state == "unknown" and intent.attempts >= 3:
+            self.ledger.mark_intent(intent.token, "abandoned", error="not found after 3 attempts")
+            self.quarantine(
+                "cm", intent.source_id, "create in mantenimiento could not be confirmed"
+            )
+            return
+        if self.ledger.get_link(self.name, cm_id=intent.source_id) is None and cm_snapshot:
+            self._create_in_mt(cm_snapshot, intent)
+
+    def _resume_cm_create(self, intent: Intent) -> None:
+        mt_snapshot: Snapshot = intent.payload.get("snapshot") or {}
+        if intent.state != "pending":
+            found = self._find_cm_by_token(intent)
+            if found is not None:
+                self._adopt(intent, mt_id=intent.source_id, cm_raw=found, mt=mt_snapshot)
+                return
+        if intent.state == "unknown" and intent.attempts >= 3:
+            self.ledger.mark_intent(intent.token, "abandoned", error="not found after 3 attempts")
+            self.quarantine("mt", intent.source_id, "create in Click Maint could not be confirmed")
+            return
+        if self.ledger.get_link(self.name, mt_id=intent.source_id) is None and mt_snapshot:
+            self._create_in_cm(mt_snapshot, intent)
+
+    def _find_mt_by_token(self, intent: Intent) -> dict[str, Any] | None:
+        """Search by the marker text, then probe ids created after the intent was journaled."""
+        for hit in self.mt.search_ots(intent.token):
+            ot = self.mt.get_ot(int(hit["id"]))
+            if ot and intent.token in str(ot.get("descripcion") or ""):
+                return ot
+        start = int(intent.high_water or 0) + 1
+        misses = 0
+        ot_id = start
+        while misses < self.config.mantenimiento.probe_gap:
+            ot = self.mt.get_ot(ot_id)
+            if ot is None:
+                misses += 1
+            else:
+                misses = 0
+                if intent.token in str(ot.get("descripcion") or ""):
+                    return ot
+            ot_id += 1
+        return None
+
+    def _find_cm_by_token(self, intent: Intent) -> dict[str, Any] | None:
+        """Filter by the marker; verify locally (an unsupported filter returns everything)."""
+        page = self.cm.list_page(
+            "/work_orders", per_page=50, filters=[("description_cont", intent.token)]
+        )
+        for item in page.items:
+            if intent.token in str(item.get("description") or ""):
+                return item
+        if page.total <= len(page.items):
+            return None
+        # the filter was ignored: look through the newest work orders instead
+        for current in self.cm.iter_pages("/work_orders", per_page=100, sort="created_at desc"):
+            for item in current.items:
+                if intent.token in str(item.get("description") or ""):
+                    return item
+            if current.page >= 5:
+                break
+        return None
+
+    def _adopt(
+        self,
+        intent: Intent,
+        *,
+        cm_id: str | None = None,
+        mt_id: str | None = None,
+        cm_raw: dict[str, Any] | None = None,
+        mt_raw: dict[str, Any] | None = None,
+        cm: Snapshot | None = None,
+        mt: Snapshot | None = None,
+    ) -> None:
+        """A create that did happen: link it (never create it again)."""
+        cm_snap = self.mapping.from_cm(cm_raw) if cm_raw is not None else (cm or {})
+        mt_snap = self.mapping.from_mt(mt_raw) if mt_raw is not None else (mt or {})
+        cm_key = str(cm_snap["_id"]) if cm_raw is not None else str(cm_id)
+        mt_key = str(mt_snap["_id"]) if mt_raw is not None else str(mt_id)
+        if not cm_snap:  # an intent journaled without a snapshot: read the record itself
+            cm_snap = self.mapping.from_cm(self.cm.get_work_order(int(cm_key)))
+        if not mt_snap:
+            ot = self.mt.get_ot(int(mt_key))
+            if ot is None:
+                return
+            mt_snap = self.mapping.from_mt(ot)
+        if self.rt.dry_run:
+            self.plan("adopt", "link", f"cm:{cm_key}", mt=mt_key)
+            return
+        target_is_mt = intent.target_side == "mt"
+        link = Link(
+            stream=self.name,
+            cm_id=cm_key,
+            mt_id=mt_key,
+            base_cm={} if target_is_mt else merged_view(cm_snap),
+            base_mt=merged_view(mt_snap) if target_is_mt else {},
+            cm_seen=cm_snap,
+            mt_seen=mt_snap,
+            cm_hash=snapshot_hash(cm_snap),
+            mt_hash=snapshot_hash(mt_snap),
+            cm_updated_at=cm_snap.get("_updated_at"),
+            mt_open=mt_snap.get("status") not in CLOSED_ESTADOS,
+            dirty=True,
+            origin=f"adopted-{intent.source_side}",
+        )
+        with self.ledger.transaction():
+            self.ledger.save_link(link)
+            self.ledger.mark_intent(
+                intent.token, "done", result_id=mt_key if target_is_mt else cm_key
+            )
+            self.history("adopted", cm_id=cm_key, mt_id=mt_key, token=intent.token)
+        assert self.report is not None
+        self.report.counts["adopted"] += 1
+        self.log.info("record.adopted", cm_id=cm_key, mt_id=mt_key, token=intent.token)
+
+    # ======================================================================================
+    # 2. Click Maint changes
+    # ======================================================================================
+    def _scan_clickmaint(self, caps: Capabilities, *, full: bool, since: str | None) -> None:
+        strategy = choose_strategy(caps)
+        watermark = None if full else self.ledger.get_cursor(self.name, "cm_watermark")
+        if since:
+            watermark = iso_z(parse_iso(since, "--since"))
+        per_page = max(1, min(self.config.clickmaint.per_page, caps.per_page_cap))
+        horizon = self._cm_now() - timedelta(seconds=self.config.clickmaint.lag_seconds)
+
+        def fetch(query: Query) -> Any:
+            self._cap_requests()
+            return self.cm.list_page(
+                "/work_orders",
+                page=query.page,
+                per_page=query.per_page,
+                sort=query.sort,
+                filters=query.filters,
+            )
+
+        scan = WorkOrderScan(
+            fetch,
+            strategy=strategy,
+            watermark=watermark,
+            per_page=per_page,
+            lookback_seconds=self.config.clickmaint.lookback_seconds,
+            horizon=horizon,
+        )
+        assert self.report is not None
+        for batch in scan:
+            for raw in batch.items:
+                self.rt.check_stop()
+                self._on_cm(raw)
+            if batch.checkpoint and not self.rt.dry_run and not since:
+                self.ledger.set_cursor(self.name, "cm_watermark", batch.checkpoint)
+            self.rt.progress("clickmaint pages", scan.report.pages, None)
+        self.report.counts["cm_pages"] += scan.report.pages
+        if not scan.report.stable:
+            self.report.notes.append(
+                f"Click Maint listing shifted during the scan ({scan.report.strategy}); "
+                "the watermark was kept and the window is read again next cycle"
+            )
+            if any("ignored" in n for n in scan.report.notes):
+                self.ledger.set_meta("cm_capabilities", None)  # re-detect next cycle
+
+    def _cm_now(self) -> datetime:
+        server_time = getattr(self.cm, "server_time", None)
+        if callable(server_time):
+            moment = server_time()
+            if isinstance(moment, datetime):
+                return moment
+        return datetime.now(UTC)
+
+    def _cap_requests(self) -> None:
+        cap = self.settings.max_requests_per_cycle
+        assert self.report is not None
+        if cap is not None and self.rt.cm_request_count() - self._cm_start >= cap:
+            raise BudgetExhausted("clickmaint", 0.0)
+
+    def run(self, kind: str = "cycle", **options: Any) -> CycleReport:
+        self._cm_start = self.rt.cm_request_count()
+        return super().run(kind, **options)
+
+    def _on_cm(self, raw: dict[str, Any]) -> None:
+        """One work order from the scan (or a quarantine retry)."""
+        assert self.report is not None
+        cm_id = str(raw.get("id"))
+        link = self.ledger.get_link(self.name, cm_id=cm_id)
+        if (
+            link is not None
+            and not link.dirty
+            and link.cm_updated_at is not None
+            and link.cm_updated_at == _norm_ts(raw.get("updated_at"))
+        ):
+            self.report.counts["unchanged"] += 1
+            return
+        try:
+            cm = self.mapping.from_cm(raw)
+        except MappingError as exc:
+            self.quarantine("cm", cm_id, str(exc))
+            return
+        self.release("cm", cm_id)
+        try:
+            if link is None:
+                self._on_unlinked_cm(cm)
+            elif link.state != "active":
+                self.report.counts["partner_deleted"] += 1
+            elif link.cm_hash == snapshot_hash(cm) and not link.dirty:
+                # same content, newer stamp (our own write echoed, or a no-op save)
+                if not self.rt.dry_run:
+                    link.cm_updated_at = cm["_updated_at"]
+                    link.cm_seen = cm
+                    self.ledger.save_link(link)
+                self.report.counts["echo"] += 1
+            else:
+                mt_raw = self.mt.get_ot(int(link.mt_id))
+                self._mt_reads[link.mt_id] = time.monotonic()
+                if mt_raw is None:
+                    self._partner_missing(link, "mt")
+                    return
+                mt = self._read_mt(mt_raw)
+                if mt is None:
+                    return
+                self._sync_pair(link, cm, mt)
+            self._failures = 0
+        except FATAL_REMOTE:
+            raise
+        except RECORD_ERRORS as exc:
+            self._record_failure("cm", cm_id, exc)
+
+    def _on_unlinked_cm(self, cm: Snapshot) -> None:
+        assert self.report is not None
+        origin, marker = origin_of(cm, this_side="cm")
+        if origin is Origin.OURS and marker is not None:
+            self._claim_ours(marker, cm=cm)
+            return
+        decision = cm_scope(cm, self.config.scope)
+        if not decision.in_scope:
+            self.report.counts["out_of_scope"] += 1
+            return
+        self._create_in_mt(cm, None)
+
+    def _claim_ours(
+        self, marker: Marker, *, cm: Snapshot | None = None, mt: Snapshot | None = None
+    ) -> None:
+        """A record carrying our marker but not linked: a create whose link was never committed."""
+        intent = self.ledger.intent_by_token(marker.token)
+        source_link = (
+            self.ledger.get_link(self.name, mt_id=marker.source_id)
+            if marker.source_side == "mt"
+            else self.ledger.get_link(self.name, cm_id=marker.source_id)
+        )
+        assert self.report is not None
+        if source_link is not None:
+            # the source is already linked to another record: this one is a stray duplicate
+            side, rid = ("cm", cm["_id"]) if cm is not None else ("mt", mt["_id"])  # type: ignore[index]
+            self.history("duplicate_detected", **{f"{side}_id": rid}, marker=marker.text())
+            self.report.counts["duplicates_detected"] += 1
+            self.log.error("record.duplicate", side=side, record=str(rid), marker=marker.text())
+            return
+        if intent is None:
+            # ledger lost or replaced: the marker still names the source record; re-link it
+            intent = self.ledger.add_intent(
+                stream=self.name,
+                op="create",
+                source_side=marker.source_side,
+                source_id=marker.source_id,
+                target_side="cm" if cm is not None else "mt",
+                token=marker.token,
+            )
+        if cm is not None:
+            mt_raw = self.mt.get_ot(int(marker.source_id))
+            if mt_raw is None:
+                self.report.counts["orphans"] += 1
+                return
+            self._adopt(intent, cm_id=str(cm["_id"]), cm=cm, mt_raw=mt_raw)
+        elif mt is not None:
+            try:
+                cm_raw = self.cm.get_work_order(int(marker.source_id))
+            except NotFound:
+                self.report.counts["orphans"] += 1
+                return
+            self._adopt(intent, mt_id=str(mt["_id"]), mt=mt, cm_raw=cm_raw)
+
+    # ======================================================================================
+    # 3. new OTs
+    # ======================================================================================
+    def _discover_mantenimiento(self, *, full: bool) -> None:
+        first = self.config.mantenimiento.first_ot_id
+        stored = self.ledger.get_cursor(self.name, "mt_high_water")
+        high_water = first - 1 if (stored is None or full) else int(stored)
+        misses = 0
+        ot_id = high_water + 1
+        gap = self.config.mantenimiento.probe_gap
+        while misses < gap:
+            self.rt.check_stop()
+            ot = self.mt.get_ot(ot_id)
+            if ot is None:
+                misses += 1
+            else:
+                misses = 0
+                high_water = max(high_water, ot_id)
+                self._on_new_mt(ot)
+                if not self.rt.dry_run and not full:
+                    self.ledger.set_cursor(self.name, "mt_high_water", str(high_water))
+            ot_id += 1
+        if not self.rt.dry_run:
+            current = int(self.ledger.get_cursor(self.name, "mt_high_water") or 0)
+            self.ledger.set_cursor(self.name, "mt_high_water", str(max(current, high_water)))
+        # out-of-scope OTs whose time has come (e.g. a preventive OT entering the horizon)
+        for due_id in self.ledger.mt_index_due(utcnow()):
+            self.rt.check_stop()
+            ot = self.mt.get_ot(due_id)
+            if ot is not None:
+                self._on_new_mt(ot)
+
+    def _on_new_mt(self, ot: dict[str, Any]) -> None:
+        assert self.report is not None
+        mt_id = str(ot.get("id"))
+        if self.ledger.get_link(self.name, mt_id=mt_id) is not None:
+            return
+        if self.ledger.get_quarantined(self.name, "mt", mt_id) is not None and not self._retrying:
+            self.report.counts["skipped_quarantined"] += 1
+            return
+        mt = self._read_mt(ot)
+        if mt is None:
+            return
+        try:
+            origin, marker = origin_of(mt, this_side="mt")
+            if origin is Origin.OURS and marker is not None:
+                self._claim_ours(marker, mt=mt)
+                return
+            decision = mt_scope(mt, self.config.scope, datetime.now(UTC))
+            if not decision.in_scope:
+                self.report.counts["out_of_scope"] += 1
+                if not self.rt.dry_run:
+                    self.ledger.mt_index_set(
+                        int(mt_id), "out_of_scope", decision.reason, decision.recheck_at
+                    )
+                return
+            self._create_in_cm(mt, None)
+            self._failures = 0
+        except FATAL_REMOTE:
+            raise
+        except RECORD_ERRORS as exc:
+            self._record_failure("mt", mt_id, exc)
+
+    # ======================================================================================
+    # 4. re-read linked OTs
+    # ======================================================================================
+    def _reread_mantenimiento(self, *, include_closed: bool) -> None:
+        assert self.report is not None
+        missing: list[Link] = []
+        reads_ok = 0
+        links = list(self.ledger.iter_links(self.name, state="active"))
+        total = len(links)
+        for index, link in enumerate(links):
+            if link.mt_id in self._touched:
+                continue
+            if not link.mt_open and not include_closed and not link.dirty:
+                continue
+            if self.ledger.get_quarantined(self.name, "mt", link.mt_id) is not None:
+                continue  # retried on its own backoff by _retry_quarantine
+            self.rt.check_stop()
+            try:
+                ot = self.mt.get_ot(int(link.mt_id))
+            except FATAL_REMOTE:
+                raise
+            except RECORD_ERRORS as exc:
+                self._record_failure("mt", link.mt_id, exc)
+                continue
+            previous_read = self._mt_reads.get(link.mt_id)
+            self._mt_reads[link.mt_id] = time.monotonic()
+            if ot is None:
+                missing.append(link)
+                continue
+            reads_ok += 1
+            mt = self._read_mt(ot)
+            if mt is None:
+                continue
+            if snapshot_hash(mt) == link.mt_hash and not link.dirty:
+                continue
+            try:
+                self._sync_pair(link, link.cm_seen, mt, mt_previous_read=previous_read)
+                self._failures = 0
+            except FATAL_REMOTE:
+                raise
+            except RECORD_ERRORS as exc:
+                self._record_failure("mt", link.mt_id, exc)
+            if index % 50 == 0:
+                self.rt.progress("mantenimiento OTs", index, total)
+        self._handle_missing(missing, total, reads_ok, side="mt")
+
+    # ======================================================================================
+    # 5. dirty links and quarantine
+    # ======================================================================================
+    def _process_dirty(self) -> None:
+        for link in self.ledger.iter_links(self.name, state="active", dirty=True):
+            if link.mt_id in self._touched:
+                continue
+            self.rt.check_stop()
+            try:
+                ot = self.mt.get_ot(int(link.mt_id))
+                if ot is None:
+                    continue  # the missing-partner logic of the re-read pass handles it
+                mt = self._read_mt(ot)
+                if mt is not None:
+                    self._sync_pair(link, link.cm_seen, mt)
+            except FATAL_REMOTE:
+                raise
+            except RECORD_ERRORS as exc:
+                self._record_failure("mt", link.mt_id, exc)
+
+    def _retry_quarantine(self) -> None:
+        due = self.ledger.due_quarantine(self.name)
+        if not due:
+            return
+        self._retrying = True
+        try:
+            for item in due[:50]:
+                self.rt.check_stop()
+                try:
+                    if item.side == "cm":
+                        raw = self.cm.get_work_order(int(item.record_id))
+                        link = self.ledger.get_link(self.name, cm_id=item.record_id)
+                        if link is not None and not self.rt.dry_run:
+                            link.dirty = True
+                            self.ledger.save_link(link)
+                        self._on_cm(raw)
+                    else:
+                        ot = self.mt.get_ot(int(item.record_id))
+                        if ot is None:
+                            self.release("mt", item.record_id)
+                            continue
+                        link = self.ledger.get_link(self.name, mt_id=item.record_id)
+                        if link is None:
+                            self._on_new_mt(ot)
+                        else:
+                            mt = self._read_mt(ot)
+                            if mt is not None:
+                                self._sync_pair(link, link.cm_seen, mt)
+                                self.release("mt", item.record_id)
+                except NotFound:
+                    self.release(item.side, item.record_id)
+                except FATAL_REMOTE:
+                    raise
+                except RECORD_ERRORS as exc:
+                    self._record_failure(item.side, item.record_id, exc)
+        finally:
+            self._retrying = False
+
+    def _record_failure(self, side: str, record_id: Any, exc: Exception) -> None:
+        self.quarantine(side, record_id, _reason(exc))
+        if isinstance(exc, ServerError | BadResponse):
+            self._failures += 1
+            if self._failures >= 5:
+                raise Unavailable("5 records in a row failed with server errors") from exc
+
+    def _read_mt(self, ot: dict[str, Any]) -> Snapshot | None:
+        try:
+            return self.mapping.from_mt(ot)
+        except MappingError as exc:
+            self.quarantine("mt", ot.get("id"), str(exc))
+            return None
+
+    # ======================================================================================
+    # the merge of one pair
+    # ======================================================================================
+    def _sync_pair(
+        self,
+        link: Link,
+        cm: Snapshot,
+        mt: Snapshot,
+        *,
+        mt_previous_read: float | None = None,
+        depth: int = 0,
+    ) -> None:
+        assert self.report is not None
+        self._touched.add(link.mt_id)
+        conflicts_here = self.ledger.open_conflicts_for(self.name, link.cm_id)
+        resolutions = {
+            f: Resolution(c.id, c.resolution or MANTENIMIENTO, c.resolved_value)
+            for f, c in conflicts_here.items()
+            if c.status == "resolved"
+        }
+        open_ids = {f: c.id for f, c in conflicts_here.items() if c.status == "open"}
+        plan = merge(
+            WORK_ORDER_FIELDS,
+            base_cm=link.base_cm,
+            base_mt=link.base_mt,
+            cm=cm,
+            mt=mt,
+            translator=self.mapping,
+            policy_for=self._policy,
+            resolutions=resolutions,
+            open_conflicts=open_ids,
+            ages=self._ages(cm, mt_previous_read),
+        )
+        if mt.get("_marker") and "title" not in plan.to_mt and "title" not in plan.hold:
+            plan.to_mt["title"] = self.mapping.to_mt("title", cm.get("title", mt["title"]))
+        ids = {"cm_id": link.cm_id, "mt_id": link.mt_id}
+
+        if self.rt.dry_run:
+            for c in plan.conflicts:
+                self.plan("conflict", c.field, f"cm:{link.cm_id}", policy=c.policy, winner=c.winner)
+            if plan.to_mt:
+                self.plan("update", "mantenimiento", f"ot:{link.mt_id}", **plan.to_mt)
+            if plan.to_cm:
+                self.plan("update", "clickmaint", f"wo:{link.cm_id}", **plan.to_cm)
+            return
+
+        cm_after, mt_after = cm, mt
+        if plan.to_mt:
+            mt_after = self._write_mt(link, mt, plan.to_mt, cm)
+            if mt_after is None:
+                return
+        if plan.to_cm:
+            try:
+                response = self.cm.update_work_order(
+                    int(link.cm_id), self.mapping.cm_fields(plan.to_cm)
+                )
+            except NotFound:
+                self._partner_missing(link, "cm")
+                return
+            cm_after = self.mapping.from_cm(response)
+
+        # what each side holds now becomes its base, except fields held by an open conflict;
+        # fields we did not write keep the value we merged with, so a concurrent edit that
+        # shows up in a write's answer is still seen as a change next time
+        written_cm = set(plan.to_cm)
+        written_mt = set(plan.to_mt)
+        cm_for_base = {k: (cm_after.get(k) if k in written_cm else cm.get(k)) for k in cm_after}
+        mt_for_base = {k: (mt_after.get(k) if k in written_mt else mt.get(k)) for k in mt_after}
+        new_base_cm = advance_base(WORK_ORDER_FIELDS, link.base_cm, cm_for_base, plan.hold)
+        new_base_mt = advance_base(WORK_ORDER_FIELDS, link.base_mt, mt_for_base, plan.hold)
+        concurrent = merged_view(cm_after) != merged_view(cm_for_base) or merged_view(
+            mt_after
+        ) != merged_view(mt_for_base)
+
+        with self.ledger.transaction():
+            for c in plan.conflicts:
+                self.ledger.record_conflict(
+                    stream=self.name,
+                    cm_id=link.cm_id,
+                    mt_id=link.mt_id,
+                    field=c.field,
+                    base=c.base,
+                    cm_value=c.cm_value,
+                    mt_value=c.mt_value,
+                    policy=c.policy,
+                    status="open" if c.winner is None else "auto",
+                    resolution=None if c.winner is None else c.winner,
+                    run_id=self.report.run_id,
+                )
+                self.history("conflict", **ids, field=c.field, policy=c.policy, winner=c.winner)
+            for conflict_id in plan.applied:
+                self.ledger.mark_conflict_applied(conflict_id)
+                self.history("conflict_applied", **ids, conflict=conflict_id)
+            for conflict_id in plan.moot:
+                self.ledger.close_conflict(conflict_id, "sides agree")
+            for field, direction, reason in plan.not_mirrorable:
+                # reported once: the source side's base advances, so it is not seen again
+                self.history(
+                    "not_mirrorable", **ids, field=field, direction=direction, reason=reason
+                )
+            link.base_cm, link.base_mt = new_base_cm, new_base_mt
+            link.cm_seen, link.mt_seen = cm_after, mt_after
+            link.cm_hash, link.mt_hash = snapshot_hash(cm_after), snapshot_hash(mt_after)
+            link.cm_updated_at = cm_after.get("_updated_at") or link.cm_updated_at
+            link.mt_read_at = utcnow()
+            link.mt_open = mt_after.get("status") not in CLOSED_ESTADOS
+            link.dirty = concurrent
+            self.ledger.save_link(link)
+            if plan.to_mt:
+                self.history("updated_mt", **ids, fields=sorted(plan.to_mt))
+            if plan.to_cm:
+                self.history("updated_cm", **ids, fields=sorted(plan.to_cm))
+        counts = self.report.counts
+        counts["conflicts"] += sum(1 for c in plan.conflicts if c.winner is None)
+        counts["conflicts_auto"] += sum(1 for c in plan.conflicts if c.winner is not None)
+        counts["updated_mt"] += 1 if plan.to_mt else 0
+        counts["updated_cm"] += 1 if plan.to_cm else 0
+        counts["not_mirrorable"] += len(plan.not_mirrorable)
+        if plan.has_writes:
+            self.log.info(
+                "record.synced", **ids, to_cm=sorted(plan.to_cm), to_mt=sorted(plan.to_mt)
+            )
+        if concurrent and depth < 2:
+            self._sync_pair(link, cm_after, mt_after, depth=depth + 1)
+
+    def _ages(
+        self, cm: Snapshot, mt_previous_read: float | None
+    ) -> tuple[float | None, float | None]:
+        """`newest` policy inputs, each measured on its own side's clock.
+
+        Click Maint: server now minus `updated_at` (both Click Maint's clock).  mantenimiento
+        exposes no modification time, so its change is placed halfway between our previous read
+        (when it was not there) and now (our clock).
+        """
+        cm_age = None
+        updated = parse_iso(cm.get("_updated_at"), "updated_at") if cm.get("_updated_at") else None
+        if updated is not None:
+            cm_age = max(0.0, (self._cm_now() - updated).total_seconds())
+        mt_age = None
+        if mt_previous_read is not None:
+            mt_age = max(0.0, (time.monotonic() - mt_previous_read) / 2)
+        return cm_age, mt_age
+
+    def _write_mt(
+        self, link: Link, mt: Snapshot, changes: dict[str, Any], cm: Snapshot
+    ) -> Snapshot | None:
+        ot_id = int(link.mt_id)
+        try:
+            form = self.mapping.mt_field_form(changes, mt)
+            if form:
+                self.mt.update_ot_fields(ot_id, form)
+            estado = changes.get("status")
+            notas = changes.get("description")
+            if estado == "REALIZADA" and mt.get("status") != "REALIZADA":
+                start, end = self.mapping.mt_close_dates(cm, mt)
+                closed = self.mt.close_ot(
+                    ot_id,
+                    fecha_inicio=start,
+                    fecha_fin=end,
+                    comentarios=f"Cerrada desde Click Maint (WO #{link.cm_id})",
+                )
+                if closed:
+                    estado = None
+            if estado is not None or notas is not None:
+                self.mt.update_status_notes(ot_id, estado=estado, notas=notas)
+        except NotFound:
+            self._partner_missing(link, "mt")
+            return None
+        ot = self.mt.get_ot(ot_id)
+        if ot is None:
+            self._partner_missing(link, "mt")
+            return None
+        return self.mapping.from_mt(ot)
+
+    # ======================================================================================
+    # creates (through the outbox)
+    # ======================================================================================
+    def _mt_high_water(self) -> str:
+        return self.ledger.get_cursor(self.name, "mt_high_water") or str(
+            self.config.mantenimiento.first_ot_id - 1
+        )
+
+    def _create_in_mt(self, cm: Snapshot, intent: Intent | None) -> None:
+        assert self.report is not None
+        cm_id = str(cm["_id"])
+        if self.rt.dry_run:
+            self.plan("create", "mantenimiento", f"from wo:{cm_id}", title=cm["title"])
+            return
+        if intent is None:
+            intent = self.ledger.add_intent(
+                stream=self.name,
+                op="create",
+                source_side="cm",
+                source_id=cm_id,
+                target_side="mt",
+                payload={"snapshot": cm},
+                high_water=self._mt_high_water(),
+            )
+            if intent.state != "pending":
+                self._resume_mt_create(intent)  # an earlier attempt may have landed
+                return
+        marker = Marker("cm", cm_id, intent.token)
+        form = self.mapping.mt_create_form(cm, marker)
+        self.ledger.mark_intent(intent.token, "sent", count_attempt=True)
+        try:
+            ot_id, _codigo = self.mt.create_ot(form)
+        except OutcomeUnknown as exc:
+            self.ledger.mark_intent(intent.token, "unknown", error=str(exc))
+            self.report.counts["outcome_unknown"] += 1
+            self.log.warning("create.outcome_unknown", cm_id=cm_id, token=intent.token)
+            return
+        except Rejected as exc:
+            self.ledger.mark_intent(intent.token, "failed", error=str(exc))
+            self.quarantine("cm", cm_id, f"mantenimiento refused the create: {_reason(exc)}")
+            return
+        ot = self.mt.get_ot(ot_id)
+        if ot is None:
+            self.ledger.mark_intent(intent.token, "unknown", error="created OT not readable")
+            return
+        mt = self.mapping.from_mt(ot)
+        link = Link(
+            stream=self.name,
+            cm_id=cm_id,
+            mt_id=str(ot_id),
+            base_cm={},  # every Click Maint value still has to reach the new OT
+            base_mt=merged_view(mt),
+            cm_seen=cm,
+            mt_seen=mt,
+            cm_hash=snapshot_hash(cm),
+            mt_hash=snapshot_hash(mt),
+            cm_updated_at=cm.get("_updated_at"),
+            mt_open=True,
+            dirty=True,
+            origin="cm",
+        )
+        with self.ledger.transaction():
+            self.ledger.save_link(link)
+            self.ledger.mark_intent(intent.token, "done", result_id=str(ot_id))
+            self.history("created_mt", cm_id=cm_id, mt_id=ot_id, token=intent.token)
+        self.report.counts["created_mt"] += 1
+        self.log.info("record.created", side="mantenimiento", cm_id=cm_id, mt_id=ot_id)
+        self._sync_pair(link, cm, mt)
+
+    def _create_in_cm(self, mt: Snapshot, intent: Intent | None) -> None:
+        assert self.report is not None
+        mt_id = str(mt["_id"])
+        if self.rt.dry_run:
+            self.plan("create", "clickmaint", f"from ot:{mt_id}", title=mt["title"])
+            return
+        if intent is None:
+            intent = self.ledger.add_intent(
+                stream=self.name,
+                op="create",
+                source_side="mt",
+                source_id=mt_id,
+                target_side="cm",
+                payload={"snapshot": mt},
+            )
+            if intent.state != "pending":
+                self._resume_cm_create(intent)
+                return
+        marker = Marker("mt", mt_id, intent.token)
+        fields = self.mapping.cm_create_fields(mt, marker)
+        self._cap_requests()
+        self.ledger.mark_intent(intent.token, "sent", count_attempt=True)
+        try:
+            response = self.cm.create_work_order(fields)
+        except OutcomeUnknown as exc:
+            self.ledger.mark_intent(intent.token, "unknown", error=str(exc))
+            self.report.counts["outcome_unknown"] += 1
+            self.log.warning("create.outcome_unknown", mt_id=mt_id, token=intent.token)
+            return
+        except Rejected as exc:
+            self.ledger.mark_intent(intent.token, "failed", error=str(exc))
+            self.quarantine("mt", mt_id, f"Click Maint refused the create: {_reason(exc)}")
+            return
+        cm = self.mapping.from_cm(response)
+        link = Link(
+            stream=self.name,
+            cm_id=str(cm["_id"]),
+            mt_id=mt_id,
+            # the create carried every value that has a Click Maint counterpart, so both
+            # sides start agreed (re-sending write-only fields such as location would cost
+            # one more rate-limited request per record)
+            base_cm=merged_view(cm),
+            base_mt=merged_view(mt),
+            cm_seen=cm,
+            mt_seen=mt,
+            cm_hash=snapshot_hash(cm),
+            mt_hash=snapshot_hash(mt),
+            cm_updated_at=cm.get("_updated_at"),
+            mt_open=mt.get("status") not in CLOSED_ESTADOS,
+            dirty=True,
+            origin="mt",
+        )
+        with self.ledger.transaction():
+            self.ledger.save_link(link)
+            self.ledger.mark_intent(intent.token, "done", result_id=str(cm["_id"]))
+            self.history("created_cm", cm_id=cm["_id"], mt_id=mt_id, token=intent.token)
+        self.report.counts["created_cm"] += 1
+        self.log.info("record.created", side="clickmaint", cm_id=cm["_id"], mt_id=mt_id)
+        self._sync_pair(link, cm, mt)
+
+    # ======================================================================================
+    # deletions
+    # ======================================================================================
+    def _partner_missing(self, link: Link, side: str) -> None:
+        """A single vanished partner seen while syncing one record (guard: one at a time)."""
+        self._handle_missing(
+            [link], max(1, self.ledger.count_links(self.name, "active")), 1, side=side
+        )
+
+    def _handle_missing(self, links: list[Link], total: int, reads_ok: int, *, side: str) -> None:
+        if not links:
+            return
+        assert self.report is not None
+        verdict = deletion_guard(len(links), total, reads_ok, self.config.deletes)
+        if not verdict.allowed:
+            self.report.counts["delete_guard"] += 1
+            self.report.notes.append(f"mass-delete guard: {verdict.reason}; nothing was cancelled")
+            self.log.error(
+                "delete_guard.tripped", side=side, missing=len(links), reason=verdict.reason
+            )
+            if not self.rt.dry_run:
+                self.history("delete_guard", reason=verdict.reason, count=len(links), side=side)
+                self.ledger.set_meta(
+                    f"{self.name}_delete_guard", {"at": utcnow(), "reason": verdict.reason}
+                )
+            return
+        for link in links:
+            self.rt.check_stop()
+            if side == "mt":
+                self._mt_deleted(link)
+            else:
+                self._cm_deleted(link)
+
+    def _mt_deleted(self, link: Link) -> None:
+        """The OT is gone: cancel the work order (never delete it)."""
+        assert self.report is not None
+        ids = {"cm_id": link.cm_id, "mt_id": link.mt_id}
+        if self.rt.dry_run:
+            self.plan("cancel", "clickmaint", f"wo:{link.cm_id}", reason="OT deleted")
+            return
+        if self.config.deletes.mode == "cancel":
+            cancelled = self.config.clickmaint.cancelled_status
+            try:
+                response = self.cm.update_work_order(
+                    int(link.cm_id), self.mapping.cm_fields({"status": cancelled})
+                )
+                link.cm_seen = self.mapping.from_cm(response)
+                link.cm_updated_at = link.cm_seen.get("_updated_at")
+            except NotFound:
+                pass  # gone on both sides
+        link.state = "mt_deleted"
+        link.dirty = False
+        with self.ledger.transaction():
+            self.ledger.save_link(link)
+            self.history(
+                "partner_deleted", **ids, deleted="mantenimiento", action=self.config.deletes.mode
+            )
+        self.report.counts[
+            "cancelled_cm" if self.config.deletes.mode == "cancel" else "deleted_seen"
+        ] += 1
+
+    def _cm_deleted(self, link: Link) -> None:
+        """The work order is gone: cancel the OT (never delete it)."""
+        assert self.report is not None
+        ids = {"cm_id": link.cm_id, "mt_id": link.mt_id}
+        if self.rt.dry_run:
+            self.plan("cancel", "mantenimiento", f"ot:{link.mt_id}", reason="work order deleted")
+            return
+        if self.config.deletes.mode == "cancel":
+            try:
+                self.mt.update_status_notes(int(link.mt_id), estado="CANCELADA")
+            except NotFound:
+                pass
+        link.state = "cm_deleted"
+        link.dirty = False
+        with self.ledger.transaction():
+            self.ledger.save_link(link)
+            self.history(
+                "partner_deleted", **ids, deleted="clickmaint", action=self.config.deletes.mode
+            )
+        self.report.counts[
+            "cancelled_mt" if self.config.deletes.mode == "cancel" else "deleted_seen"
+        ] += 1
+
+    def _reconcile_deletions(self, *, force: bool) -> None:
+        """List every Click Maint id now and then: `updated_at` polling cannot see deletions."""
+        last = self.ledger.get_meta("wo_last_reconcile")
+        every = timedelta(hours=self.config.deletes.reconcile_every_hours)
+        if (
+            not force
+            and last
+            and datetime.now(UTC) - (parse_iso(last, "last") or datetime.now(UTC)) < every
+        ):
+            return
+        if last is None and not force:
+            # first cycle: nothing can have been deleted yet; start the clock
+            if not self.rt.dry_run:
+                self.ledger.set_meta("wo_last_reconcile", utcnow())
+            return
+        seen: set[str] = set()
+        complete = False
+        for page in self.cm.iter_pages("/work_orders", per_page=self.config.clickmaint.per_page):
+            self.rt.check_stop()
+            seen.update(str(item.get("id")) for item in page.items)
+            complete = not page.items or page.page >= page.total_pages
+        if not complete:
+            return
+        candidates = [
+            link
+            for link in self.ledger.iter_links(self.name, state="active")
+            if link.cm_id not in seen
+        ]
+        confirmed: list[Link] = []
+        for link in candidates[: self.config.deletes.max_count + 1]:
+            try:
+                self.cm.get_work_order(int(link.cm_id))
+            except NotFound:
+                confirmed.append(link)
+        total = self.ledger.count_links(self.name, "active")
+        self._handle_missing(confirmed, total, len(seen), side="cm")
+        if not self.rt.dry_run:
+            self.ledger.set_meta("wo_last_reconcile", utcnow())
+
+
+def _norm_ts(value: Any) -> str | None:
+    try:
+        return iso_z(parse_iso(value, "updated_at"))
+    except MappingError:
+        return None
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc)
+    return text if len(text) < 300 else text[:297] + "..."
