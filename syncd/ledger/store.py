@@ -210,7 +210,7 @@ class Ledger:
     def find_links(self, text: str, limit: int = 50) -> list[Link]:
         like = f"%{text}%"
         rows = self._rows(
-            "SELECT * FROM links WHERE cm_id = ? OR mt_id = ? OR base_cm LIKE ? OR base_mt LIKE ? "
+            "SELECT * FROM links WHERE cm_id = ? OR mt_id = ? OR cm_seen LIKE ? OR mt_seen LIKE ? "
             "ORDER BY stream, CAST(cm_id AS INTEGER) LIMIT ?",
             (text, text, like, like, limit),
         )
@@ -604,11 +604,13 @@ class Ledger:
             params.append(mt_id)
         if not clauses:
             raise ValueError("give cm_id or mt_id")
-        sql = f"SELECT * FROM history WHERE {' OR '.join(clauses)} ORDER BY id LIMIT ?"
+        # the newest `limit` actions, oldest first
+        sql = f"SELECT * FROM history WHERE {' OR '.join(clauses)} ORDER BY id DESC LIMIT ?"
         params.append(limit)
-        return [
+        rows = [
             HistoryEntry(**{**r, "detail": _loads(r["detail"])}) for r in self._rows(sql, params)
         ]
+        return rows[::-1]
 
     def count_history(self, action: str | None = None, stream: str | None = None) -> int:
         sql = "SELECT COUNT(*) FROM history WHERE 1=1"
