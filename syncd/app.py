@@ -83,6 +83,7 @@ class App:
             classify_5xx=MantenimientoClient.classify_5xx,
         )
         self.mt = MantenimientoClient(self.mt_http, self.mt_auth)
+        self.mt_reads: dict[str, float] = {}
 
     # -- ledger -------------------------------------------------------------------------
     def open_ledger(self, *, readonly: bool = False) -> Ledger:
@@ -123,6 +124,7 @@ class App:
             dry_run=dry_run,
             cm_request_count=lambda: self.stats.count(server="clickmaint"),
             set_deadline=self.cm.set_deadline,
+            mt_reads=self.mt_reads,
         )
         if heartbeat is not None:
             rt.heartbeat = heartbeat

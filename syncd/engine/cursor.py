@@ -112,6 +112,14 @@ class WorkOrderScan:
         self.horizon = iso_z(horizon) or EPOCH  # server_now - lag
         self.report = ScanReport(strategy=strategy)
 
+    def _over_budget(self, prev_total_pages: int, page_no: int) -> bool:
+        """Offset scans chase a list that can grow while we read it; stop at twice its size."""
+        if page_no > 2 * prev_total_pages + 5:
+            self.report.stable = False
+            self.report.notes.append("listing kept growing during the scan; stopped early")
+            return True
+        return False
+
     def _get(self, query: Query) -> Page:
         page = self.fetch(query)
         self.report.pages += 1
@@ -142,10 +150,12 @@ class WorkOrderScan:
                 self.report.notes.append("server ignored sort/filter mid-scan")
                 yield Batch(page.items)
                 return
-            if len(page.items) < self.per_page or page.total <= len(page.items):
-                final = self._cap(stamps[-1]) if stamps else self._cap(cursor)
+            short = len(page.items) < self.per_page or page.total <= len(page.items)
+            if short or (stamps and stamps[0] > self.horizon):
+                # done: or only records newer than the horizon are left, and those are read
+                # next cycle (this also bounds a scan while the server keeps changing)
                 self.report.complete = True
-                self.report.final_watermark = max(final, cursor) if stamps else final
+                self.report.final_watermark = self._cap(stamps[-1] if stamps else cursor)
                 yield Batch(page.items, checkpoint=self.report.final_watermark)
                 return
             last = stamps[-1]
@@ -188,14 +198,17 @@ class WorkOrderScan:
     # -- desc -----------------------------------------------------------------------------
     def _desc(self) -> Iterator[Batch]:
         page_no = 1
-        first_total: int | None = None
+        prev_total: int | None = None
+        first_pages = 1
         newest: str | None = None
         while True:
             page = self._get(Query(page_no, self.per_page, "updated_at desc", []))
-            if first_total is None:
-                first_total = page.total
-            elif page.total < first_total:
+            if prev_total is None:
+                prev_total = page.total
+                first_pages = page.total_pages
+            elif page.total < prev_total:
                 self.report.stable = False  # a deletion may have shifted records upwards
+            prev_total = page.total  # compare each page with the one before it
             stamps = [_ts(i) for i in page.items]
             if stamps != sorted(stamps, reverse=True):
                 self.report.stable = False
@@ -217,19 +230,24 @@ class WorkOrderScan:
                 return
             yield Batch(keep)
             page_no += 1
+            if self._over_budget(first_pages, page_no):
+                return
 
     # -- offset (filter only / full) --------------------------------------------------------
     def _offset(self, *, with_filter: bool) -> Iterator[Batch]:
         page_no = 1
-        first_total: int | None = None
+        prev_total: int | None = None
+        first_pages = 1
         newest = self.start or EPOCH
         filters = [("updated_at_gteq", self.start)] if (with_filter and self.start) else []
         while True:
             page = self._get(Query(page_no, self.per_page, None, filters))
-            if first_total is None:
-                first_total = page.total
-            elif page.total != first_total:
+            if prev_total is None:
+                prev_total = page.total
+                first_pages = page.total_pages
+            elif page.total != prev_total:
                 self.report.stable = False
+            prev_total = page.total
             stamps = [_ts(i) for i in page.items]
             if stamps:
                 newest = max(newest, *stamps)
@@ -246,3 +264,5 @@ class WorkOrderScan:
                 return
             yield Batch(keep)
             page_no += 1
+            if self._over_budget(first_pages, page_no):
+                return

@@ -84,7 +84,13 @@ def merge(
     resolutions: dict[str, Resolution] | None = None,
     open_conflicts: dict[str, int] | None = None,
     ages: tuple[float | None, float | None] = (None, None),
+    force: str | None = None,
 ) -> MergePlan:
+    """Plan the writes for one pair.
+
+    `force` (a resync with `--prefer`) also settles differences that no side changed since
+    the base, e.g. after a mapping change or a hand-made fix, in favour of that side.
+    """
     resolutions = resolutions or {}
     open_conflicts = open_conflicts or {}
     plan = MergePlan()
@@ -161,7 +167,11 @@ def merge(
             send(spec, "to_mt", cm_value)
         elif mt_changed:
             send(spec, "to_cm", mt_value)
-        # neither changed yet they disagree: a known one-way difference, already reported
+        elif force == CLICKMAINT:
+            send(spec, "to_mt", cm_value)
+        elif force == MANTENIMIENTO:
+            send(spec, "to_cm", mt_value)
+        # else: neither changed yet they disagree: a one-way difference, already reported
     return plan
 
 

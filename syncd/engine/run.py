@@ -105,6 +105,9 @@ class Runtime:
     #: lets the clients give up waiting for budget at this monotonic time (partial progress)
     set_deadline: Callable[[float | None], None] = lambda _deadline: None
     progress: Callable[[str, int, int | None], None] = lambda _what, _done, _total: None
+    #: wall-clock time of the last read of each OT, kept by the App across cycles (for the
+    #: `newest` policy, which needs to bound when a change on mantenimiento happened)
+    mt_reads: dict[str, float] = field(default_factory=dict)
 
     def check_stop(self) -> None:
         self.heartbeat()
@@ -207,6 +210,8 @@ class Stream:
         self.log.warning("record.quarantined", side=side, record=str(record_id), reason=reason)
 
     def release(self, side: str, record_id: Any) -> None:
+        if self.ledger.get_quarantined(self.name, side, str(record_id)) is None:
+            return  # the common case: a read, not a write transaction per record
         if self.ledger.release(self.name, side, str(record_id)):
             key = "cm_id" if side == "cm" else "mt_id"
             self.history("released", **{key: record_id})

@@ -49,10 +49,11 @@ class WorkOrderSync(Stream):
         super().__init__(rt)
         self.mapping = WorkOrderMapping(rt.config)
         self._touched: set[str] = set()
-        self._mt_reads: dict[str, float] = {}  # mt_id -> monotonic time of the last read
+        self._mt_reads = rt.mt_reads  # mt_id -> wall time of the last read (shared by cycles)
         self._failures = 0
         self._retrying = False
         self._prefer: str | None = None
+        self._resync = False
         self._cm_start = 0
 
     # ======================================================================================
@@ -67,8 +68,17 @@ class WorkOrderSync(Stream):
         prefer: str | None = None,
         rebaseline: bool = False,
     ) -> None:
+        """One cycle; with `full`/`since`/`prefer` it is the manual resync (DESIGN §4).
+
+        A resync re-reads more than a cycle (everything, or Click Maint since a date, every
+        linked OT including closed ones) and compares every pair even without a detected
+        change; `prefer` settles any difference found in favour of one side.  Its Click Maint
+        and discovery progress is checkpointed separately, so an interrupted resync continues
+        where it stopped, and it never deletes anything.
+        """
         self._touched = set()
         self._prefer = prefer
+        self._resync = full or since is not None or prefer is not None
         self._check_fingerprint(rebaseline)
         cycle_no = int(self.ledger.get_meta("wo_cycle_no", 0) or 0) + 1
         if not self.rt.dry_run:
@@ -78,11 +88,13 @@ class WorkOrderSync(Stream):
         self._scan_clickmaint(caps, full=full, since=since)
         self._discover_mantenimiento(full=full)
         self._reread_mantenimiento(
-            include_closed=full or cycle_no % self.config.mantenimiento.closed_reread_every == 0
+            include_closed=self._resync
+            or cycle_no % self.config.mantenimiento.closed_reread_every == 0
         )
         self._process_dirty()
         self._retry_quarantine()
-        self._reconcile_deletions(force=full)
+        if not self._resync:
+            self._reconcile_deletions(force=False)
 
     def _check_fingerprint(self, rebaseline: bool) -> None:
         current = self.config.mapping_fingerprint()
@@ -259,9 +271,14 @@ class WorkOrderSync(Stream):
     # ======================================================================================
     def _scan_clickmaint(self, caps: Capabilities, *, full: bool, since: str | None) -> None:
         strategy = choose_strategy(caps)
-        watermark = None if full else self.ledger.get_cursor(self.name, "cm_watermark")
-        if since:
-            watermark = iso_z(parse_iso(since, "--since"))
+        resync = full or since is not None
+        progress_key = "resync_cm_progress"
+        if resync:
+            # continue an interrupted resync, else start at --since (or the beginning)
+            resumed = self.ledger.get_cursor(self.name, progress_key)
+            watermark = resumed or (iso_z(parse_iso(since, "--since")) if since else None)
+        else:
+            watermark = self.ledger.get_cursor(self.name, "cm_watermark")
         per_page = max(1, min(self.config.clickmaint.per_page, caps.per_page_cap))
         horizon = self._cm_now() - timedelta(seconds=self.config.clickmaint.lag_seconds)
 
@@ -288,16 +305,24 @@ class WorkOrderSync(Stream):
             for raw in batch.items:
                 self.rt.check_stop()
                 self._on_cm(raw)
-            if batch.checkpoint and not self.rt.dry_run and not since:
-                self.ledger.set_cursor(self.name, "cm_watermark", batch.checkpoint)
+            if batch.checkpoint and not self.rt.dry_run:
+                self.ledger.set_cursor(
+                    self.name, progress_key if resync else "cm_watermark", batch.checkpoint
+                )
             self.rt.progress("clickmaint pages", scan.report.pages, None)
         self.report.counts["cm_pages"] += scan.report.pages
+        if resync and scan.report.complete and not self.rt.dry_run:
+            self.ledger.delete_cursor(self.name, progress_key)
+            final = scan.report.final_watermark
+            current = self.ledger.get_cursor(self.name, "cm_watermark")
+            if final and (current is None or final > current):
+                self.ledger.set_cursor(self.name, "cm_watermark", final)
         if not scan.report.stable:
             self.report.notes.append(
                 f"Click Maint listing shifted during the scan ({scan.report.strategy}); "
                 "the watermark was kept and the window is read again next cycle"
             )
-            if any("ignored" in n for n in scan.report.notes):
+            if any("ignored" in n for n in scan.report.notes) and not self.rt.dry_run:
                 self.ledger.set_meta("cm_capabilities", None)  # re-detect next cycle
 
     def _cm_now(self) -> datetime:
@@ -319,22 +344,32 @@ class WorkOrderSync(Stream):
         return super().run(kind, **options)
 
     def _on_cm(self, raw: dict[str, Any]) -> None:
-        """One work order from the scan (or a quarantine retry)."""
+        """One work order from the scan (or a quarantine retry).
+
+        Duplicates are expected (the scan re-reads a lookback window); a record is skipped only
+        if both its `updated_at` and its content hash are what the ledger holds: Click Maint
+        stamps whole seconds, so an edit in the same second as our own write keeps the stamp.
+        """
         assert self.report is not None
         cm_id = str(raw.get("id"))
         link = self.ledger.get_link(self.name, cm_id=cm_id)
-        if (
-            link is not None
-            and not link.dirty
-            and link.cm_updated_at is not None
-            and link.cm_updated_at == _norm_ts(raw.get("updated_at"))
-        ):
-            self.report.counts["unchanged"] += 1
-            return
+        stamp = _norm_ts(raw.get("updated_at"))
         try:
             cm = self.mapping.from_cm(raw)
         except MappingError as exc:
+            held = self.ledger.get_quarantined(self.name, "cm", cm_id)
+            if held is not None and held.reason == str(exc) and not self._retrying:
+                self.report.counts["skipped_quarantined"] += 1
+                return
             self.quarantine("cm", cm_id, str(exc))
+            return
+        if (
+            link is not None
+            and not link.dirty
+            and link.cm_updated_at == stamp
+            and link.cm_hash == snapshot_hash(cm)
+        ):
+            self.report.counts["unchanged"] += 1
             return
         self.release("cm", cm_id)
         try:
@@ -342,7 +377,7 @@ class WorkOrderSync(Stream):
                 self._on_unlinked_cm(cm)
             elif link.state != "active":
                 self.report.counts["partner_deleted"] += 1
-            elif link.cm_hash == snapshot_hash(cm) and not link.dirty:
+            elif link.cm_hash == snapshot_hash(cm) and not link.dirty and not self._resync:
                 # same content, newer stamp (our own write echoed, or a no-op save)
                 if not self.rt.dry_run:
                     link.cm_updated_at = cm["_updated_at"]
@@ -350,15 +385,16 @@ class WorkOrderSync(Stream):
                     self.ledger.save_link(link)
                 self.report.counts["echo"] += 1
             else:
+                previous_read = self._previous_read(link)
                 mt_raw = self.mt.get_ot(int(link.mt_id))
-                self._mt_reads[link.mt_id] = time.monotonic()
+                self._mt_reads[link.mt_id] = time.time()
                 if mt_raw is None:
                     self._partner_missing(link, "mt")
                     return
                 mt = self._read_mt(mt_raw)
                 if mt is None:
                     return
-                self._sync_pair(link, cm, mt)
+                self._sync_pair(link, cm, mt, mt_previous_read=previous_read)
             self._failures = 0
         except FATAL_REMOTE:
             raise
@@ -423,9 +459,16 @@ class WorkOrderSync(Stream):
     # 3. new OTs
     # ======================================================================================
     def _discover_mantenimiento(self, *, full: bool) -> None:
+        """Probe ids above the high-water id (mantenimiento has no list endpoint).
+
+        Ids are sequential and never reused; deleted OTs leave gaps, so probing stops only
+        after `probe_gap` consecutive misses.  A full resync probes from `first_ot_id`, with
+        its own resumable cursor.
+        """
         first = self.config.mantenimiento.first_ot_id
-        stored = self.ledger.get_cursor(self.name, "mt_high_water")
-        high_water = first - 1 if (stored is None or full) else int(stored)
+        key = "resync_mt_probe" if full else "mt_high_water"
+        stored = self.ledger.get_cursor(self.name, key)
+        high_water = first - 1 if stored is None else int(stored)
         misses = 0
         ot_id = high_water + 1
         gap = self.config.mantenimiento.probe_gap
@@ -438,10 +481,14 @@ class WorkOrderSync(Stream):
                 misses = 0
                 high_water = max(high_water, ot_id)
                 self._on_new_mt(ot)
-                if not self.rt.dry_run and not full:
-                    self.ledger.set_cursor(self.name, "mt_high_water", str(high_water))
+                if not self.rt.dry_run:
+                    self.ledger.set_cursor(self.name, key, str(high_water))
             ot_id += 1
+            if full and ot_id % 100 == 0:
+                self.rt.progress("mantenimiento ids", ot_id - first, None)
         if not self.rt.dry_run:
+            if full:
+                self.ledger.delete_cursor(self.name, key)
             current = int(self.ledger.get_cursor(self.name, "mt_high_water") or 0)
             self.ledger.set_cursor(self.name, "mt_high_water", str(max(current, high_water)))
         # out-of-scope OTs whose time has come (e.g. a preventive OT entering the horizon)
@@ -506,8 +553,8 @@ class WorkOrderSync(Stream):
             except RECORD_ERRORS as exc:
                 self._record_failure("mt", link.mt_id, exc)
                 continue
-            previous_read = self._mt_reads.get(link.mt_id)
-            self._mt_reads[link.mt_id] = time.monotonic()
+            previous_read = self._previous_read(link)
+            self._mt_reads[link.mt_id] = time.time()
             if ot is None:
                 missing.append(link)
                 continue
@@ -515,7 +562,7 @@ class WorkOrderSync(Stream):
             mt = self._read_mt(ot)
             if mt is None:
                 continue
-            if snapshot_hash(mt) == link.mt_hash and not link.dirty:
+            if snapshot_hash(mt) == link.mt_hash and not link.dirty and not self._resync:
                 continue
             try:
                 self._sync_pair(link, link.cm_seen, mt, mt_previous_read=previous_read)
@@ -632,6 +679,7 @@ class WorkOrderSync(Stream):
             resolutions=resolutions,
             open_conflicts=open_ids,
             ages=self._ages(cm, mt_previous_read),
+            force=self._prefer if self._resync else None,
         )
         if mt.get("_marker") and "title" not in plan.to_mt and "title" not in plan.hold:
             plan.to_mt["title"] = self.mapping.to_mt("title", cm.get("title", mt["title"]))
@@ -725,6 +773,14 @@ class WorkOrderSync(Stream):
         if concurrent and depth < 2:
             self._sync_pair(link, cm_after, mt_after, depth=depth + 1)
 
+    def _previous_read(self, link: Link) -> float | None:
+        if link.mt_id in self._mt_reads:
+            return self._mt_reads[link.mt_id]
+        if link.mt_read_at:
+            moment = parse_iso(link.mt_read_at, "mt_read_at")
+            return moment.timestamp() if moment else None
+        return None
+
     def _ages(
         self, cm: Snapshot, mt_previous_read: float | None
     ) -> tuple[float | None, float | None]:
@@ -740,7 +796,7 @@ class WorkOrderSync(Stream):
             cm_age = max(0.0, (self._cm_now() - updated).total_seconds())
         mt_age = None
         if mt_previous_read is not None:
-            mt_age = max(0.0, (time.monotonic() - mt_previous_read) / 2)
+            mt_age = max(0.0, (time.time() - mt_previous_read) / 2)
         return cm_age, mt_age
 
     def _write_mt(
@@ -958,7 +1014,7 @@ class WorkOrderSync(Stream):
         with self.ledger.transaction():
             self.ledger.save_link(link)
             self.history(
-                "partner_deleted", **ids, deleted="mantenimiento", action=self.config.deletes.mode
+                "partner_deleted", **ids, deleted="mantenimiento", mode=self.config.deletes.mode
             )
         self.report.counts[
             "cancelled_cm" if self.config.deletes.mode == "cancel" else "deleted_seen"
@@ -981,7 +1037,7 @@ class WorkOrderSync(Stream):
         with self.ledger.transaction():
             self.ledger.save_link(link)
             self.history(
-                "partner_deleted", **ids, deleted="clickmaint", action=self.config.deletes.mode
+                "partner_deleted", **ids, deleted="clickmaint", mode=self.config.deletes.mode
             )
         self.report.counts[
             "cancelled_mt" if self.config.deletes.mode == "cancel" else "deleted_seen"
@@ -1034,6 +1090,19 @@ def _norm_ts(value: Any) -> str | None:
         return None
 
 
+#: what to do about server answers an operator can fix
+_HINTS = {
+    "orden finalizada": "the sync user must be a manager (superuser or group 'Gerentes') to "
+    "edit REALIZADA OTs",
+    "Title can't be blank": "Click Maint requires a title",
+}
+
+
 def _reason(exc: Exception) -> str:
     text = str(exc)
-    return text if len(text) < 300 else text[:297] + "..."
+    if len(text) > 300:
+        text = text[:297] + "..."
+    for needle, hint in _HINTS.items():
+        if needle in text:
+            text = f"{text} (hint: {hint})"
+    return text

@@ -93,7 +93,9 @@ def start_sandbox(
     return box
 
 
-def config_text(cm_url: str, mt_url: str, state_dir: Path, extra: str = "") -> str:
+def config_text(
+    cm_url: str, mt_url: str, state_dir: Path, extra: str = "", *, first_ot_id: int = 1000
+) -> str:
     locations = "\n".join(f'"{p.cm_location_id}" = {p.mt_ubicacion_id}' for p in PLACES)
     assets = "\n".join(f'"{m.cm_asset_id}" = {m.mt_activo_id}' for m in MACHINES)
     parts = "\n".join(
@@ -123,7 +125,7 @@ base_url = "{mt_url}"
 username = "{MT_USER}"
 password_credential = "mantenimiento-password"
 default_ubicacion_id = 11
-first_ot_id = 1000
+first_ot_id = {first_ot_id}
 timeout_seconds = 10
 
 [streams.work_orders]

@@ -1,0 +1,409 @@
+"""The work_orders stream against both simulators: convergence, idempotence, merge, conflicts,
+deletes, quarantine, the outbox, dry runs and the mapping fingerprint."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+
+from syncd.engine.records import find_marker
+
+from .harness import Harness, make_harness
+
+
+def new_wo(h: Harness, title: str = "Cambio de filtros", **fields) -> int:
+    body = {"title": title, "description": fields.pop("description", "Revisar según manual")}
+    body.update(fields)
+    return h.cm.create_work_order(body)["id"]
+
+
+def new_ot(h: Harness, desc: str = "Revisión de rodamientos", **fields) -> int:
+    start = datetime.now(UTC) + timedelta(days=1)
+    values = {
+        "descripcion_corta": desc,
+        "tipo": "CORRECTIVA",
+        "prioridad": "MEDIA",
+        "estado": "PROGRAMADA",
+        "ubicacion_id": 12,
+        "inicio_programado": start.isoformat(),
+        "fin_programado": (start + timedelta(hours=2)).isoformat(),
+    }
+    values.update(fields)
+    return h.mt.create_ot(**values)["id"]
+
+
+def mt_for(h: Harness, cm_id: int) -> int:
+    ledger = h.ledger()
+    try:
+        link = ledger.get_link("work_orders", cm_id=str(cm_id))
+        assert link is not None, f"wo {cm_id} is not linked"
+        return int(link.mt_id)
+    finally:
+        ledger.close()
+
+
+def cm_for(h: Harness, mt_id: int) -> int:
+    ledger = h.ledger()
+    try:
+        link = ledger.get_link("work_orders", mt_id=str(mt_id))
+        assert link is not None, f"ot {mt_id} is not linked"
+        return int(link.cm_id)
+    finally:
+        ledger.close()
+
+
+@pytest.fixture
+def h(tmp_path: Path) -> Harness:
+    return make_harness(tmp_path)
+
+
+# -- convergence and idempotence --------------------------------------------------------------
+def test_both_directions_converge_and_second_sync_writes_nothing(h: Harness) -> None:
+    wos = [new_wo(h, f"Orden {i} — revisión", priority="high") for i in range(15)]
+    ots = [new_ot(h, f"OT {i}: lubricación", notas=f"nota {i}") for i in range(15)]
+    report = h.quiet_sync()
+    assert report.status == "ok"
+    assert len(h.pairs()) == 30
+    for wo in wos:
+        ot = h.mt.ots[mt_for(h, wo)]
+        assert ot["descripcion_corta"] == h.cm.work_orders[wo]["title"]
+        assert ot["notas"] == "Revisar según manual"
+        assert ot["prioridad"] == "ALTA" and ot["tipo"] == "NO_PROGRAMADA"
+        assert find_marker(ot["descripcion_corta"]) is None  # marker cleaned after linking
+    for ot in ots:
+        wo = h.cm.work_orders[cm_for(h, ot)]
+        assert wo["title"] == h.mt.ots[ot]["descripcion_corta"]
+        assert wo["description"].startswith(h.mt.ots[ot]["notas"])
+    assert h.disagreements() == []
+    before = h.writes()
+    quiet = h.sync()
+    assert quiet.writes == 0
+    assert h.writes() == before  # zero writes on either server
+
+
+def test_edits_flow_both_ways_field_by_field(h: Harness) -> None:
+    wo = new_wo(h, "Fuga de aceite")
+    h.quiet_sync()
+    ot = mt_for(h, wo)
+    due = (datetime.now(UTC) + timedelta(days=5)).replace(second=0, microsecond=0)
+    h.cm.update_work_order(wo, {"title": "Fuga de aceite — urgente", "due_date": due.isoformat()})
+    h.mt.update_ot(ot, notas="Se cambió el sello")
+    h.quiet_sync()
+    assert h.mt.ots[ot]["descripcion_corta"] == "Fuga de aceite — urgente"
+    assert h.mt.ots[ot]["fin_programado"] == due
+    assert h.mt.ots[ot]["inicio_programado"] < due
+    assert h.cm.work_orders[wo]["description"] == "Se cambió el sello"
+    h.mt.update_ot(ot, estado="EJECUCION")
+    h.quiet_sync()
+    assert h.cm.work_orders[wo]["status_id"] == 3  # in_progress
+    h.cm.update_work_order(wo, {"status_id": 5})
+    h.quiet_sync()
+    closed = h.mt.ots[ot]
+    assert closed["estado"] == "REALIZADA" and closed["cierre"] is not None  # closed via cerrar-ot
+    assert h.disagreements() == []
+
+
+def test_reopen_after_close_uses_plain_update(h: Harness) -> None:
+    wo = new_wo(h)
+    h.quiet_sync()
+    ot = mt_for(h, wo)
+    for status in (5, 3, 5):  # close, reopen, close again (the second cierre is refused)
+        h.cm.update_work_order(wo, {"status_id": status})
+        h.quiet_sync()
+    assert h.mt.ots[ot]["estado"] == "REALIZADA"
+    assert h.disagreements() == []
+
+
+# -- conflicts -------------------------------------------------------------------------------
+def test_manual_conflict_is_logged_and_blocks_only_that_field(h: Harness) -> None:
+    wo = new_wo(h, "Original")
+    h.quiet_sync()
+    ot = mt_for(h, wo)
+    h.cm.update_work_order(wo, {"title": "Título CM", "description": "desc CM"})
+    h.mt.update_ot(ot, descripcion_corta="Título MT", estado="EJECUCION")
+    report = h.quiet_sync()
+    ledger = h.ledger()
+    conflicts = ledger.list_conflicts(status="open")
+    assert [(c.field, c.cm_value, c.mt_value) for c in conflicts] == [
+        ("title", "Título CM", "Título MT")
+    ]
+    assert report.status == "ok"
+    # the rest of the record still synced
+    assert h.mt.ots[ot]["notas"] == "desc CM"
+    assert h.cm.work_orders[wo]["status_id"] == 3
+    assert (
+        h.cm.work_orders[wo]["title"] == "Título CM"
+        and h.mt.ots[ot]["descripcion_corta"] == "Título MT"
+    )
+    # a further cycle does not duplicate the conflict
+    h.sync()
+    assert len(ledger.list_conflicts(status=None)) == 1
+    # resolving it: the next cycle writes the decision to both sides
+    ledger.resolve_conflict(conflicts[0].id, resolution="mantenimiento", value=None, by="test")
+    ledger.close()
+    h.quiet_sync()
+    assert h.cm.work_orders[wo]["title"] == "Título MT"
+    ledger = h.ledger()
+    assert ledger.get_conflict(conflicts[0].id).status == "applied"
+    ledger.close()
+    assert h.disagreements() == []
+
+
+def test_resolve_with_explicit_value(h: Harness) -> None:
+    wo = new_wo(h, "A")
+    h.quiet_sync()
+    ot = mt_for(h, wo)
+    h.cm.update_work_order(wo, {"title": "B"})
+    h.mt.update_ot(ot, descripcion_corta="C")
+    h.quiet_sync()
+    ledger = h.ledger()
+    conflict = ledger.list_conflicts()[0]
+    ledger.resolve_conflict(conflict.id, resolution="value", value="D — acordado", by="test")
+    ledger.close()
+    h.quiet_sync()
+    assert h.cm.work_orders[wo]["title"] == "D — acordado"
+    assert h.mt.ots[ot]["descripcion_corta"] == "D — acordado"
+
+
+@pytest.mark.parametrize(
+    ("policy", "expected_title"), [("clickmaint", "from CM"), ("mantenimiento", "from MT")]
+)
+def test_automatic_policies(tmp_path: Path, policy: str, expected_title: str) -> None:
+    h = make_harness(tmp_path, extra_config=f'\n[conflicts]\ndefault_policy = "{policy}"\n')
+    wo = new_wo(h, "base")
+    h.quiet_sync()
+    ot = mt_for(h, wo)
+    h.cm.update_work_order(wo, {"title": "from CM"})
+    h.mt.update_ot(ot, descripcion_corta="from MT")
+    h.quiet_sync()
+    assert h.cm.work_orders[wo]["title"] == expected_title
+    assert h.mt.ots[ot]["descripcion_corta"] == expected_title
+    ledger = h.ledger()
+    logged = ledger.list_conflicts(status="auto")
+    assert [(c.field, c.resolution) for c in logged] == [("title", policy)]
+    ledger.close()
+
+
+def test_newest_policy_uses_each_sides_own_clock(tmp_path: Path) -> None:
+    h = make_harness(tmp_path, extra_config='\n[conflicts.fields]\ntitle = "newest"\n')
+    h.cm.clock.set_skew(-7200)  # Click Maint's clock is two hours behind: must not matter
+    wo = new_wo(h, "base")
+    h.quiet_sync()
+    ot = mt_for(h, wo)
+    h.sync()  # a read of the OT in which nothing changed: starts its change window
+    h.cm.update_work_order(wo, {"title": "old CM edit"})
+    h.cm.clock.advance(600)  # the CM edit is now 10 minutes old by Click Maint's clock
+    h.mt.update_ot(ot, descripcion_corta="fresh MT edit")
+    h.quiet_sync()
+    assert h.cm.work_orders[wo]["title"] == "fresh MT edit"
+
+
+def test_same_change_on_both_sides_is_not_a_conflict(h: Harness) -> None:
+    wo = new_wo(h, "base")
+    h.quiet_sync()
+    ot = mt_for(h, wo)
+    h.cm.update_work_order(wo, {"title": "same"})
+    h.mt.update_ot(ot, descripcion_corta="same")
+    h.quiet_sync()
+    ledger = h.ledger()
+    assert ledger.list_conflicts(status=None) == []
+    ledger.close()
+
+
+# -- deletes ---------------------------------------------------------------------------------
+def test_deleted_ot_cancels_work_order_never_deletes(h: Harness) -> None:
+    wos = [new_wo(h, f"W{i}") for i in range(12)]
+    h.quiet_sync()
+    victim = mt_for(h, wos[0])
+    h.mt.delete_ot(victim)
+    h.quiet_sync()
+    assert h.cm.work_orders[wos[0]]["status_id"] == 6  # cancelled, still there
+    ledger = h.ledger()
+    assert ledger.get_link("work_orders", cm_id=str(wos[0])).state == "mt_deleted"
+    assert [e.action for e in ledger.history(cm_id=str(wos[0]))][-1] == "partner_deleted"
+    ledger.close()
+
+
+def test_mass_delete_guard_refuses_an_outage_that_looks_like_deletions(h: Harness) -> None:
+    wos = [new_wo(h, f"W{i}") for i in range(20)]
+    h.quiet_sync()
+    for wo in wos[:10]:
+        h.mt.delete_ot(mt_for(h, wo))
+    report = h.sync()
+    assert report.counts["delete_guard"] == 1
+    assert all(h.cm.work_orders[wo]["status_id"] != 6 for wo in wos)
+    assert any("mass-delete guard" in n for n in report.notes)
+
+
+def test_deleted_work_order_cancels_ot_via_reconciliation(h: Harness) -> None:
+    wos = [new_wo(h, f"W{i}") for i in range(12)]
+    h.quiet_sync()
+    h.cm.delete_work_order(wos[3])
+    h.sync(kind="once")  # the daily reconciliation has not come round yet
+    assert h.mt.ots[mt_for(h, wos[3])]["estado"] != "CANCELADA"
+    ledger = h.ledger()
+    ledger.set_meta("wo_last_reconcile", "2000-01-01T00:00:00.000Z")
+    ledger.close()
+    h.sync()
+    assert h.mt.ots[mt_for(h, wos[3])]["estado"] == "CANCELADA"
+
+
+# -- quarantine ------------------------------------------------------------------------------
+def test_unknown_vocabulary_is_quarantined_and_the_rest_completes(h: Harness) -> None:
+    h.cm.statuses[8] = {"id": 8, "name": "awaiting_vendor", "is_custom": True}
+    bad = new_wo(h, "odd status", status_id=8)
+    good = [new_wo(h, f"fine {i}") for i in range(5)]
+    report = h.quiet_sync()
+    assert report.status == "ok"
+    ledger = h.ledger()
+    item = ledger.get_quarantined("work_orders", "cm", str(bad))
+    assert item is not None and "awaiting_vendor" in item.reason
+    assert all(ledger.get_link("work_orders", cm_id=str(g)) for g in good)
+    ledger.close()
+    # the operator adds the status to the config, accepts the new mapping, and resyncs
+    h.rewrite_config(
+        lambda text: text.replace(
+            "waiting_for_parts = 7\n", "waiting_for_parts = 7\nawaiting_vendor = 8\n"
+        ).replace(
+            'waiting_for_parts = "ESPERA"\n',
+            'waiting_for_parts = "ESPERA"\nawaiting_vendor = "ESPERA"\n',
+        )
+    )
+    assert h.sync().status == "failed"  # a changed mapping is never applied silently
+    assert h.sync(kind="resync", rebaseline=True, full=True).status == "ok"
+    ledger = h.ledger()
+    assert ledger.get_quarantined("work_orders", "cm", str(bad)) is None
+    assert h.mt.ots[int(ledger.get_link("work_orders", cm_id=str(bad)).mt_id)]["estado"] == "ESPERA"
+    ledger.close()
+
+
+def test_rejected_write_is_quarantined_with_a_hint(h: Harness) -> None:
+    wo = new_wo(h, "ok")
+    h.quiet_sync()
+    ot = mt_for(h, wo)
+    h.mt.users["syncd"]["groups"] = []  # no longer a manager: REALIZADA OTs become read-only
+    h.mt.update_ot(ot, estado="REALIZADA")
+    h.sync()
+    h.cm.update_work_order(wo, {"title": "edit after close"})
+    report = h.sync()
+    assert report.counts["quarantined"] == 1 and report.status == "ok"
+    ledger = h.ledger()
+    item = ledger.get_quarantined("work_orders", "cm", str(wo))
+    assert item is not None
+    assert "finalizada" in item.reason and "Gerentes" in item.reason
+    ledger.close()
+
+
+# -- outbox and crash safety --------------------------------------------------------------
+def test_crash_between_remote_create_and_link_commit_adopts(h: Harness, monkeypatch) -> None:
+    wo = new_wo(h, "Crear una sola vez")
+    from syncd.ledger.store import Ledger
+
+    original = Ledger.save_link
+
+    def crash(self, link):  # the process dies right after the OT was created remotely
+        raise KeyboardInterrupt("simulated crash")
+
+    monkeypatch.setattr(Ledger, "save_link", crash)
+    with pytest.raises(KeyboardInterrupt):
+        h.sync()
+    monkeypatch.setattr(Ledger, "save_link", original)
+    made = [o for o in h.mt.ots.values() if "Crear una sola vez" in (o["descripcion_corta"] or "")]
+    assert len(made) == 1
+    report = h.quiet_sync()
+    assert report.status == "ok"
+    made = [o for o in h.mt.ots.values() if "Crear una sola vez" in (o["descripcion_corta"] or "")]
+    assert len(made) == 1, "a second OT was created"
+    assert mt_for(h, wo) == made[0]["id"]
+
+
+def test_timed_out_create_is_adopted_not_repeated(h: Harness) -> None:
+    ot = new_ot(h, "Timeout al crear")
+    calls = {"n": 0}
+
+    def timeout_after_post(request: httpx.Request) -> Exception | None:
+        if request.method == "POST" and request.url.path.endswith("/work_orders"):
+            calls["n"] += 1
+            if calls["n"] == 1:
+                return httpx.ReadTimeout("simulated", request=request)
+        return None
+
+    h.cm_transport.after = timeout_after_post
+    first = h.sync()
+    assert first.counts["outcome_unknown"] == 1
+    assert sum(1 for w in h.cm.work_orders.values() if w["title"] == "Timeout al crear") == 1
+    h.cm_transport.after = lambda _r: None
+    h.quiet_sync()
+    assert sum(1 for w in h.cm.work_orders.values() if w["title"] == "Timeout al crear") == 1
+    assert calls["n"] == 1  # adopted by its marker, never POSTed again
+    assert h.cm.work_orders[cm_for(h, ot)]["title"] == "Timeout al crear"
+
+
+def test_lost_ledger_relinks_by_marker_without_duplicates(h: Harness) -> None:
+    wos = [new_wo(h, f"W{i}") for i in range(3)]
+    ots = [new_ot(h, f"O{i}") for i in range(3)]
+    h.quiet_sync()
+    counts = (len(h.cm.work_orders), len(h.mt.ots))
+    h.config.ledger_path.unlink()
+    for suffix in ("-wal", "-shm"):
+        Path(str(h.config.ledger_path) + suffix).unlink(missing_ok=True)
+    h.quiet_sync()
+    # OTs created from work orders had their markers cleaned: those are re-created unless the
+    # Click Maint side still carries a marker; what must never happen is a growing duplicate set
+    assert len(h.cm.work_orders) <= counts[0] + len(wos)
+    assert len(h.mt.ots) <= counts[1] + len(ots)
+    before = (len(h.cm.work_orders), len(h.mt.ots))
+    h.quiet_sync()
+    assert (len(h.cm.work_orders), len(h.mt.ots)) == before
+
+
+# -- dry run and fingerprint --------------------------------------------------------------
+def _fingerprint(h: Harness) -> str:
+    state = {
+        "cm": h.cm.dump(),
+        "mt": h.mt.dump(),
+    }
+    blob = json.dumps(state, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+def test_dry_run_touches_neither_server_nor_ledger(h: Harness) -> None:
+    new_wo(h, "dry")
+    new_ot(h, "dry ot")
+    h.quiet_sync()
+    wo = new_wo(h, "a new one")
+    h.cm.update_work_order(wo, {"title": "changed"})
+    h.mt.create_ot(
+        descripcion_corta="another",
+        tipo="CORRECTIVA",
+        prioridad="BAJA",
+        ubicacion_id=11,
+        inicio_programado=datetime.now(UTC).isoformat(),
+        fin_programado=(datetime.now(UTC) + timedelta(hours=1)).isoformat(),
+    )
+    servers = _fingerprint(h)
+    ledger_bytes = h.config.ledger_path.read_bytes()
+    report = h.sync(dry_run=True)
+    assert {p.action for p in report.planned} >= {"create"}
+    assert _fingerprint(h) == servers
+    assert h.config.ledger_path.read_bytes() == ledger_bytes
+
+
+def test_changed_mapping_requires_rebaseline(h: Harness) -> None:
+    new_wo(h)
+    h.quiet_sync()
+    h.write_config("\n[deletes]\nmax_count = 3\n")
+    assert h.sync().status == "ok"  # deletes settings are not part of the mapping
+    extra = '\n[vocabularies.priority_to_prioridad]\nnone = "MEDIA"\nlow = "BAJA"\n'
+    extra += 'medium = "MEDIA"\nhigh = "CRITICA"\n'
+    h.write_config(extra)
+    refused = h.sync()
+    assert refused.status == "failed" and "rebaseline" in (refused.error or "")
+    accepted = h.sync(kind="resync", rebaseline=True)
+    assert accepted.status == "ok"
+    assert h.sync().status == "ok"
