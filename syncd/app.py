@@ -15,6 +15,7 @@ import httpx
 from sqlite_utils import Database
 
 from .config import Config
+from .engine.part_usage import PartUsageSync
 from .engine.run import Runtime, Stream
 from .engine.work_orders import WorkOrderSync
 from .ledger.db import connect
@@ -26,6 +27,7 @@ from .systems.mantenimiento import DjangoSessionAuth, MantenimientoClient
 
 STREAMS: dict[str, type[Stream]] = {
     "work_orders": WorkOrderSync,
+    "part_usage": PartUsageSync,
 }
 
 

@@ -63,7 +63,7 @@ def test_pending_migrations_warn(config: Config) -> None:
     migrate(db, config.ledger_path, stop_before="m001_core")
     db.conn.close()
     check = by_name(run_checks(config, online=False))["ledger"]
-    assert check.status == "warn" and "1 migration(s) pending (m001_core)" in check.detail
+    assert check.status == "warn" and "migration(s) pending (m001_core" in check.detail
 
 
 def test_changed_mapping_warns(config: Config) -> None:

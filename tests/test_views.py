@@ -102,6 +102,12 @@ def conflict(ledger: Ledger, cm_id: str = "5", mt_id: str = "1005", field: str =
     )
 
 
+def connect_memory():
+    from syncd.ledger.db import connect
+
+    return connect(":memory:")
+
+
 # -- status -----------------------------------------------------------------------------------
 def test_status_without_ledger_is_unhealthy_not_an_error(config: Config) -> None:
     report = views.status_report(config)
@@ -119,7 +125,9 @@ def test_status_healthy_with_recent_runs(config: Config, ledger: Ledger) -> None
     ledger.set_cursor("work_orders", "cm_watermark", "2024-05-01T10:00:00Z")
     report = views.status_report(config)
     assert report["healthy"] is True, report["problems"]
-    assert report["schema"] == ["m001_core"]
+    from syncd.ledger.migrations import MIGRATIONS
+
+    assert report["schema"] == [m.name for m in MIGRATIONS.pending(connect_memory())]
     wo = report["streams"]["work_orders"]
     assert wo["links"] == 1
     assert wo["watermark"] == "2024-05-01T10:00:00Z"

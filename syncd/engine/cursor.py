@@ -14,7 +14,9 @@ Strategies, best first (which one applies is decided by capability detection):
   server's default order; the watermark moves only if `total` stayed the same throughout.
 * ``full`` — neither: every page, every time (run on a slower schedule); same stability rule.
 
-The watermark never passes `server_now - lag`, and each scan starts at `watermark - lookback`;
+A complete, stable pass has seen every record stamped up to `server_now - lag` (the horizon),
+so that is where the watermark goes (an idle cycle then costs one request); each scan starts at
+`watermark - lookback`;
 duplicates are expected and removed by the caller comparing `(id, updated_at)` with the ledger.
 """
 
@@ -155,7 +157,7 @@ class WorkOrderScan:
                 # done: or only records newer than the horizon are left, and those are read
                 # next cycle (this also bounds a scan while the server keeps changing)
                 self.report.complete = True
-                self.report.final_watermark = self._cap(stamps[-1] if stamps else cursor)
+                self.report.final_watermark = self.horizon
                 yield Batch(page.items, checkpoint=self.report.final_watermark)
                 return
             last = stamps[-1]
@@ -200,7 +202,6 @@ class WorkOrderScan:
         page_no = 1
         prev_total: int | None = None
         first_pages = 1
-        newest: str | None = None
         while True:
             page = self._get(Query(page_no, self.per_page, "updated_at desc", []))
             if prev_total is None:
@@ -213,8 +214,6 @@ class WorkOrderScan:
             if stamps != sorted(stamps, reverse=True):
                 self.report.stable = False
                 self.report.notes.append("server ignored sort=updated_at desc")
-            if newest is None and stamps:
-                newest = stamps[0]
             keep = [
                 i
                 for i, s in zip(page.items, stamps, strict=True)
@@ -225,7 +224,7 @@ class WorkOrderScan:
             if reached_old or last_page:
                 self.report.complete = True
                 if self.report.stable:
-                    self.report.final_watermark = self._cap(newest or self.start or EPOCH)
+                    self.report.final_watermark = self.horizon
                 yield Batch(keep, checkpoint=self.report.final_watermark)
                 return
             yield Batch(keep)
@@ -238,7 +237,6 @@ class WorkOrderScan:
         page_no = 1
         prev_total: int | None = None
         first_pages = 1
-        newest = self.start or EPOCH
         filters = [("updated_at_gteq", self.start)] if (with_filter and self.start) else []
         while True:
             page = self._get(Query(page_no, self.per_page, None, filters))
@@ -249,8 +247,6 @@ class WorkOrderScan:
                 self.report.stable = False
             prev_total = page.total
             stamps = [_ts(i) for i in page.items]
-            if stamps:
-                newest = max(newest, *stamps)
             keep = [
                 i
                 for i, s in zip(page.items, stamps, strict=True)
@@ -259,7 +255,7 @@ class WorkOrderScan:
             if not page.items or page_no >= page.total_pages:
                 self.report.complete = True
                 if self.report.stable:
-                    self.report.final_watermark = self._cap(newest)
+                    self.report.final_watermark = self.horizon
                 yield Batch(keep, checkpoint=self.report.final_watermark)
                 return
             yield Batch(keep)

@@ -14,12 +14,14 @@ from collections import Counter
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
 
 from ..config import Config
 from ..ledger.store import Ledger
+from ..systems.clickmaint import Capabilities
 from ..systems.errors import (
     AuthFailed,
     BudgetExhausted,
@@ -27,9 +29,14 @@ from ..systems.errors import (
     RemoteError,
     Unavailable,
 )
+from .mapping import parse_iso
 from .ports import ClickMaintPort, MantenimientoPort
 
 log = structlog.get_logger("syncd.engine")
+
+
+def capabilities_key(path: str) -> str:
+    return "cm_capabilities" if path == "/work_orders" else f"cm_capabilities:{path}"
 
 
 class StopRequested(Exception):
@@ -186,6 +193,23 @@ class Stream:
         return report
 
     # -- helpers shared by streams ------------------------------------------------------------
+    def cm_capabilities(self, path: str = "/work_orders") -> Capabilities:
+        """What the Click Maint listing at `path` honours; probed at most once per TTL."""
+        key = capabilities_key(path)
+        cached = self.ledger.get_meta(key)
+        ttl = timedelta(hours=self.config.clickmaint.capability_ttl_hours)
+        if cached:
+            caps = Capabilities.from_dict(cached)
+            detected = parse_iso(caps.detected_at, "detected_at") if caps.detected_at else None
+            fresh = detected is not None and datetime.now(UTC) - detected < ttl
+            if fresh and caps.updated_at_filter is not None:
+                return caps
+        caps = self.cm.detect_capabilities(path)
+        self.log.info("clickmaint.capabilities", path=path, **caps.to_dict())
+        if not self.rt.dry_run:
+            self.ledger.set_meta(key, caps.to_dict())
+        return caps
+
     def history(self, action: str, *, cm_id: Any = None, mt_id: Any = None, **detail: Any) -> None:
         assert self.report is not None
         self.ledger.record(

@@ -20,6 +20,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from ..faultpoints import crashpoint
 from ..ledger.models import Intent, Link, utcnow
 from ..systems.clickmaint import Capabilities
 from ..systems.errors import (
@@ -67,6 +68,7 @@ class WorkOrderSync(Stream):
         since: str | None = None,
         prefer: str | None = None,
         rebaseline: bool = False,
+        include_closed: bool = False,
     ) -> None:
         """One cycle; with `full`/`since`/`prefer` it is the manual resync (DESIGN §4).
 
@@ -84,11 +86,12 @@ class WorkOrderSync(Stream):
         if not self.rt.dry_run:
             self.ledger.set_meta("wo_cycle_no", cycle_no)
         self._resume_outbox()
-        caps = self._capabilities()
+        caps = self.cm_capabilities()
         self._scan_clickmaint(caps, full=full, since=since)
         self._discover_mantenimiento(full=full)
         self._reread_mantenimiento(
             include_closed=self._resync
+            or include_closed
             or cycle_no % self.config.mantenimiento.closed_reread_every == 0
         )
         self._process_dirty()
@@ -110,21 +113,6 @@ class WorkOrderSync(Stream):
                 f"the mapping configuration changed (fingerprint {stored} -> {current}); "
                 "review it, then run `syncd resync --rebaseline` to accept it"
             )
-
-    def _capabilities(self) -> Capabilities:
-        cached = self.ledger.get_meta("cm_capabilities")
-        ttl = timedelta(hours=self.config.clickmaint.capability_ttl_hours)
-        if cached:
-            caps = Capabilities.from_dict(cached)
-            detected = parse_iso(caps.detected_at, "detected_at") if caps.detected_at else None
-            fresh = detected is not None and datetime.now(UTC) - detected < ttl
-            if fresh and caps.updated_at_filter is not None:
-                return caps
-        caps = self.cm.detect_capabilities()
-        self.log.info("clickmaint.capabilities", **caps.to_dict())
-        if not self.rt.dry_run:
-            self.ledger.set_meta("cm_capabilities", caps.to_dict())
-        return caps
 
     def _policy(self, field: str) -> str:
         if self._prefer:
@@ -261,10 +249,10 @@ class WorkOrderSync(Stream):
             self.ledger.mark_intent(
                 intent.token, "done", result_id=mt_key if target_is_mt else cm_key
             )
-            self.history("adopted", cm_id=cm_key, mt_id=mt_key, token=intent.token)
+            self.history("adopted", cm_id=cm_key, mt_id=mt_key, outbox=intent.token)
         assert self.report is not None
         self.report.counts["adopted"] += 1
-        self.log.info("record.adopted", cm_id=cm_key, mt_id=mt_key, token=intent.token)
+        self.log.info("record.adopted", cm_id=cm_key, mt_id=mt_key, outbox=intent.token)
 
     # ======================================================================================
     # 2. Click Maint changes
@@ -305,6 +293,7 @@ class WorkOrderSync(Stream):
             for raw in batch.items:
                 self.rt.check_stop()
                 self._on_cm(raw)
+            crashpoint("scan.batch")
             if batch.checkpoint and not self.rt.dry_run:
                 self.ledger.set_cursor(
                     self.name, progress_key if resync else "cm_watermark", batch.checkpoint
@@ -697,6 +686,7 @@ class WorkOrderSync(Stream):
         cm_after, mt_after = cm, mt
         if plan.to_mt:
             mt_after = self._write_mt(link, mt, plan.to_mt, cm)
+            crashpoint("pair.written_mt")
             if mt_after is None:
                 return
         if plan.to_cm:
@@ -708,6 +698,7 @@ class WorkOrderSync(Stream):
                 self._partner_missing(link, "cm")
                 return
             cm_after = self.mapping.from_cm(response)
+            crashpoint("pair.written_cm")
 
         # what each side holds now becomes its base, except fields held by an open conflict;
         # fields we did not write keep the value we merged with, so a concurrent edit that
@@ -811,6 +802,7 @@ class WorkOrderSync(Stream):
             notas = changes.get("description")
             if estado == "REALIZADA" and mt.get("status") != "REALIZADA":
                 start, end = self.mapping.mt_close_dates(cm, mt)
+                crashpoint("close.before")
                 closed = self.mt.close_ot(
                     ot_id,
                     fecha_inicio=start,
@@ -859,18 +851,21 @@ class WorkOrderSync(Stream):
                 return
         marker = Marker("cm", cm_id, intent.token)
         form = self.mapping.mt_create_form(cm, marker)
+        crashpoint("create.intent")
         self.ledger.mark_intent(intent.token, "sent", count_attempt=True)
+        crashpoint("create.sent")
         try:
             ot_id, _codigo = self.mt.create_ot(form)
         except OutcomeUnknown as exc:
             self.ledger.mark_intent(intent.token, "unknown", error=str(exc))
             self.report.counts["outcome_unknown"] += 1
-            self.log.warning("create.outcome_unknown", cm_id=cm_id, token=intent.token)
+            self.log.warning("create.outcome_unknown", cm_id=cm_id, outbox=intent.token)
             return
         except Rejected as exc:
             self.ledger.mark_intent(intent.token, "failed", error=str(exc))
             self.quarantine("cm", cm_id, f"mantenimiento refused the create: {_reason(exc)}")
             return
+        crashpoint("create.remote")
         ot = self.mt.get_ot(ot_id)
         if ot is None:
             self.ledger.mark_intent(intent.token, "unknown", error="created OT not readable")
@@ -894,7 +889,8 @@ class WorkOrderSync(Stream):
         with self.ledger.transaction():
             self.ledger.save_link(link)
             self.ledger.mark_intent(intent.token, "done", result_id=str(ot_id))
-            self.history("created_mt", cm_id=cm_id, mt_id=ot_id, token=intent.token)
+            self.history("created_mt", cm_id=cm_id, mt_id=ot_id, outbox=intent.token)
+        crashpoint("create.linked")
         self.report.counts["created_mt"] += 1
         self.log.info("record.created", side="mantenimiento", cm_id=cm_id, mt_id=ot_id)
         self._sync_pair(link, cm, mt)
@@ -920,18 +916,21 @@ class WorkOrderSync(Stream):
         marker = Marker("mt", mt_id, intent.token)
         fields = self.mapping.cm_create_fields(mt, marker)
         self._cap_requests()
+        crashpoint("create.intent")
         self.ledger.mark_intent(intent.token, "sent", count_attempt=True)
+        crashpoint("create.sent")
         try:
             response = self.cm.create_work_order(fields)
         except OutcomeUnknown as exc:
             self.ledger.mark_intent(intent.token, "unknown", error=str(exc))
             self.report.counts["outcome_unknown"] += 1
-            self.log.warning("create.outcome_unknown", mt_id=mt_id, token=intent.token)
+            self.log.warning("create.outcome_unknown", mt_id=mt_id, outbox=intent.token)
             return
         except Rejected as exc:
             self.ledger.mark_intent(intent.token, "failed", error=str(exc))
             self.quarantine("mt", mt_id, f"Click Maint refused the create: {_reason(exc)}")
             return
+        crashpoint("create.remote")
         cm = self.mapping.from_cm(response)
         link = Link(
             stream=self.name,
@@ -954,7 +953,8 @@ class WorkOrderSync(Stream):
         with self.ledger.transaction():
             self.ledger.save_link(link)
             self.ledger.mark_intent(intent.token, "done", result_id=str(cm["_id"]))
-            self.history("created_cm", cm_id=cm["_id"], mt_id=mt_id, token=intent.token)
+            self.history("created_cm", cm_id=cm["_id"], mt_id=mt_id, outbox=intent.token)
+        crashpoint("create.linked")
         self.report.counts["created_cm"] += 1
         self.log.info("record.created", side="clickmaint", cm_id=cm["_id"], mt_id=mt_id)
         self._sync_pair(link, cm, mt)
@@ -1009,6 +1009,7 @@ class WorkOrderSync(Stream):
                 link.cm_updated_at = link.cm_seen.get("_updated_at")
             except NotFound:
                 pass  # gone on both sides
+        crashpoint("delete.cancelled")
         link.state = "mt_deleted"
         link.dirty = False
         with self.ledger.transaction():

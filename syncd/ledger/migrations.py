@@ -175,3 +175,38 @@ def m001_core(db: Database) -> None:
         """
     )
     db.execute("CREATE INDEX mt_index_due ON mt_index (status, next_check_at)")
+
+
+@MIGRATIONS()
+def m002_facts(db: Database) -> None:
+    """Facts: records mirrored exactly once and never updated (part transactions).
+
+    One row per source record, whatever became of it: mirrored (with the id it got on the
+    other side), not mirrored (with the reason), waiting (its work order is not linked yet) or
+    quarantined.  The primary key is what makes "exactly once" hold across crashes and
+    re-reads of overlapping history pages.
+    """
+    db.execute(
+        """
+        CREATE TABLE facts (
+            stream TEXT NOT NULL,
+            source_side TEXT NOT NULL,
+            source_id TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            part_id TEXT,
+            part_number TEXT,
+            quantity TEXT,
+            cm_wo_id TEXT,
+            mt_ot_id TEXT,
+            target_id TEXT,
+            state TEXT NOT NULL,
+            reason TEXT NOT NULL DEFAULT '',
+            detail TEXT NOT NULL DEFAULT '{}',
+            first_seen TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            PRIMARY KEY (stream, source_side, source_id)
+        ) STRICT
+        """
+    )
+    db.execute("CREATE INDEX facts_state ON facts (stream, state)")
+    db.execute("CREATE INDEX facts_ot ON facts (mt_ot_id) WHERE mt_ot_id IS NOT NULL")

@@ -118,3 +118,22 @@ class Run:
     counts: dict[str, Any]
     error: str | None
     pid: int | None
+
+
+@dataclass
+class Fact:
+    stream: str
+    source_side: str
+    source_id: str
+    kind: str
+    state: str
+    part_id: str | None = None
+    part_number: str | None = None
+    quantity: str | None = None
+    cm_wo_id: str | None = None
+    mt_ot_id: str | None = None
+    target_id: str | None = None
+    reason: str = ""
+    detail: dict[str, Any] = field(default_factory=dict)
+    first_seen: str = ""
+    updated_at: str = ""

@@ -21,7 +21,17 @@ from sqlite_utils import Database
 
 from ..redact import redact
 from .db import connect, immediate, migrate, pending_migrations
-from .models import Conflict, HistoryEntry, Intent, Link, Quarantined, Run, iso_ms, utcnow
+from .models import (
+    Conflict,
+    Fact,
+    HistoryEntry,
+    Intent,
+    Link,
+    Quarantined,
+    Run,
+    iso_ms,
+    utcnow,
+)
 
 LIVE_INTENT_STATES = ("pending", "sent", "unknown")
 
@@ -702,3 +712,73 @@ class Ledger:
             r["status"]: int(r["n"])
             for r in self._rows("SELECT status, COUNT(*) AS n FROM mt_index GROUP BY status")
         }
+
+    # -- facts (exactly-once records) -------------------------------------------------------
+    @staticmethod
+    def _fact(row: dict[str, Any]) -> Fact:
+        return Fact(**{**row, "detail": _loads(row["detail"])})
+
+    def get_fact(self, stream: str, source_side: str, source_id: str) -> Fact | None:
+        row = self._row(
+            "SELECT * FROM facts WHERE stream = ? AND source_side = ? AND source_id = ?",
+            (stream, source_side, source_id),
+        )
+        return None if row is None else self._fact(row)
+
+    def save_fact(self, fact: Fact) -> Fact:
+        now = utcnow()
+        fact.updated_at = now
+        if not fact.first_seen:
+            fact.first_seen = now
+        self._write(
+            """
+            INSERT INTO facts (stream, source_side, source_id, kind, part_id, part_number,
+                               quantity, cm_wo_id, mt_ot_id, target_id, state, reason, detail,
+                               first_seen, updated_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            ON CONFLICT (stream, source_side, source_id) DO UPDATE SET
+                kind = excluded.kind, part_id = excluded.part_id,
+                part_number = excluded.part_number, quantity = excluded.quantity,
+                cm_wo_id = excluded.cm_wo_id, mt_ot_id = excluded.mt_ot_id,
+                target_id = excluded.target_id, state = excluded.state,
+                reason = excluded.reason, detail = excluded.detail,
+                updated_at = excluded.updated_at
+            """,
+            (
+                fact.stream,
+                fact.source_side,
+                fact.source_id,
+                fact.kind,
+                fact.part_id,
+                fact.part_number,
+                fact.quantity,
+                fact.cm_wo_id,
+                fact.mt_ot_id,
+                fact.target_id,
+                fact.state,
+                fact.reason,
+                _dumps(redact(fact.detail)),
+                fact.first_seen,
+                fact.updated_at,
+            ),
+        )
+        return fact
+
+    def facts_in_state(self, stream: str, state: str, limit: int = 1000) -> list[Fact]:
+        rows = self._rows(
+            "SELECT * FROM facts WHERE stream = ? AND state = ? ORDER BY first_seen LIMIT ?",
+            (stream, state, limit),
+        )
+        return [self._fact(r) for r in rows]
+
+    def fact_counts(self, stream: str) -> dict[str, int]:
+        return {
+            r["state"]: int(r["n"])
+            for r in self._rows(
+                "SELECT state, COUNT(*) AS n FROM facts WHERE stream = ? GROUP BY state", (stream,)
+            )
+        }
+
+    def facts_for_ot(self, mt_ot_id: str) -> list[Fact]:
+        rows = self._rows("SELECT * FROM facts WHERE mt_ot_id = ? ORDER BY source_id", (mt_ot_id,))
+        return [self._fact(r) for r in rows]

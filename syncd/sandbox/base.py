@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from werkzeug.exceptions import HTTPException
+from werkzeug.http import http_date
 from werkzeug.wrappers import Request, Response
 
 from .clock import SimClock
@@ -137,6 +138,8 @@ class SimApp:
                 response, fault_name = self._apply_faults(request, decision)
         except HTTPException as exc:
             response = exc.get_response()  # type: ignore[assignment]
+        # a real server's Date header and its record stamps come from the same clock
+        response.headers["Date"] = http_date(self.clock.now())
         duration = (time.monotonic() - started) * 1000
         self.log.add(
             LoggedRequest(request.method, request.path, response.status_code, duration, fault_name),

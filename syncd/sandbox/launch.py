@@ -80,8 +80,8 @@ def start_sandbox(
     mt = MantenimientoSim()
     if work_orders or requests:
         seed_clickmaint(cm, work_orders=work_orders, requests=requests, seed=seed)
-    if ots or avisos:
-        seed_mantenimiento(mt, ots=ots, avisos=avisos, seed=seed)
+    # the plant (ubicaciones, activos, materials) is always there, even without OTs
+    seed_mantenimiento(mt, ots=ots, avisos=avisos, seed=seed)
     if chaos is not None:
         cm.faults.configure(chaos)
         mt.faults.configure(chaos)

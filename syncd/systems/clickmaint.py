@@ -292,10 +292,10 @@ class ClickMaintClient:
         return self._data(self._get(f"/parts/{part_id}/transaction/{tx_id}"))
 
     # -- capability detection -----------------------------------------------------------
-    def detect_capabilities(self) -> Capabilities:
+    def detect_capabilities(self, path: str = "/work_orders") -> Capabilities:
         """Probe what the docs leave open; ~3 requests, cached by the caller for a day."""
         caps = Capabilities(detected_at=iso(datetime.now(UTC)))
-        wide = self.list_page("/work_orders", page=1, per_page=1000)
+        wide = self.list_page(path, page=1, per_page=1000)
         caps.per_page_cap = max(1, min(wide.per_page, 1000))
         if wide.total > len(wide.items) and len(wide.items) < caps.per_page_cap:
             caps.per_page_cap = max(1, len(wide.items))
@@ -303,12 +303,10 @@ class ClickMaintClient:
             caps.rate_limit = self.http.budget.limit
         if wide.total == 0:
             return caps  # an empty account cannot tell us anything yet
-        future = self.list_page(
-            "/work_orders", page=1, per_page=1, filters=[("updated_at_gteq", FAR_FUTURE)]
-        )
+        future = self.list_page(path, page=1, per_page=1, filters=[("updated_at_gteq", FAR_FUTURE)])
         caps.updated_at_filter = future.total == 0
         asc = self.list_page(
-            "/work_orders", page=1, per_page=min(caps.per_page_cap, 50), sort="updated_at asc"
+            path, page=1, per_page=min(caps.per_page_cap, 50), sort="updated_at asc"
         )
         stamps = [str(item.get("updated_at") or "") for item in asc.items]
         if len(set(stamps)) >= 2:

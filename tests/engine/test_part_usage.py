@@ -1,0 +1,221 @@
+"""part_usage: Click Maint transactions reach mantenimiento exactly once, inside the budget."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import httpx
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from syncd.engine.part_usage import classify
+from syncd.sandbox.catalog import PARTS
+
+from .harness import Harness, make_harness
+
+
+def add_parts(h: Harness) -> dict[str, int]:
+    ids = {}
+    for stock in PARTS:
+        part = h.cm.create_part(
+            {
+                "id": stock.cm_part_id,
+                "name": stock.name,
+                "number": stock.number,
+                "unit_cost": stock.cost,
+                "avg_unit_cost": stock.cost,
+            }
+        )
+        ids[stock.number] = part["id"]
+    return ids
+
+
+def linked_work_order(h: Harness, title: str = "Cambio de rodamientos") -> tuple[int, int]:
+    wo = h.cm.create_work_order({"title": title})["id"]
+    h.quiet_sync()
+    ledger = h.ledger()
+    mt = int(ledger.get_link("work_orders", cm_id=str(wo)).mt_id)
+    ledger.close()
+    return wo, mt
+
+
+def usage_sync(h: Harness):
+    h.cm.clock.advance(10)  # past the lag
+    report = h.sync(stream="part_usage")
+    assert report.status == "ok", report.error
+    return report
+
+
+def materials(h: Harness, ot: int) -> list[dict]:
+    return [m for m in h.mt.materiales_utilizados.values() if m["ot_id"] == ot]
+
+
+@pytest.fixture
+def h(tmp_path: Path) -> Harness:
+    harness = make_harness(tmp_path)
+    harness.parts = add_parts(harness)  # type: ignore[attr-defined]
+    return harness
+
+
+def test_usage_is_mirrored_exactly_once_and_a_second_run_writes_nothing(h: Harness) -> None:
+    wo, ot = linked_work_order(h)
+    part = h.parts["BRG-6204"]  # type: ignore[attr-defined]
+    oil = h.parts["OIL-ISO68"]  # type: ignore[attr-defined]
+    h.cm.add_transaction(part, "usage", 2, work_order_id=wo, note="cambio")
+    h.cm.add_transaction(oil, "usage", 2.5, work_order_id=wo)
+    h.cm.add_transaction(part, "restock", 10)
+    report = usage_sync(h)
+    assert report.counts["mirrored"] == 2 and report.counts["not_mirrored"] == 1
+    used = materials(h, ot)
+    assert sorted(str(m["cantidad"]) for m in used) == ["2.00", "2.50"]
+    skus = {h.mt.materials[m["material_id"]]["sku"] for m in used}
+    assert skus == {"BRG-6204", "OIL-ISO68"}
+    before = h.writes()["mt"]
+    again = usage_sync(h)
+    assert again.counts["mirrored"] == 0
+    assert h.writes()["mt"] == before
+    assert len(materials(h, ot)) == 2
+    ledger = h.ledger()
+    reasons = [e.detail.get("reason") for e in ledger.history(cm_id=str(wo))]
+    ledger.close()
+    assert any(r is None for r in reasons)  # the mirrored ones
+    counts = h.ledger().fact_counts("part_usage")
+    assert counts == {"mirrored": 2, "not_mirrored": 1}
+
+
+def test_idle_cycle_costs_one_request_whatever_the_catalogue_size(h: Harness) -> None:
+    for i in range(150):
+        h.cm.create_part({"name": f"Repuesto {i}", "number": f"X-{i}"})
+    usage_sync(h)
+    for _ in range(2):  # cycle intervals pass; syncd learns the server's time from Date headers
+        h.cm.clock.advance(600)
+        usage_sync(h)
+    before = h.app.stats.count(server="clickmaint")
+    h.cm.clock.advance(600)
+    usage_sync(h)
+    spent = h.app.stats.count(server="clickmaint") - before
+    assert spent == 1, [(r.method, r.route) for r in list(h.app.stats.recent)[-spent:]]
+
+
+def test_usage_waits_for_its_work_order_link(h: Harness) -> None:
+    wo = h.cm.create_work_order({"title": "todavía sin OT"})["id"]
+    h.cm.add_transaction(h.parts["FL_A"], "usage", 1, work_order_id=wo)  # type: ignore[attr-defined]
+    assert usage_sync(h).counts["waiting"] == 1
+    h.quiet_sync()  # work_orders links it
+    report = usage_sync(h)
+    assert report.counts["mirrored"] == 1
+
+
+def test_unmatched_material_is_quarantined_not_guessed(h: Harness) -> None:
+    wo, ot = linked_work_order(h)
+    h.cm.add_transaction(h.parts["LAMP-LED-18"], "usage", 3, work_order_id=wo)  # type: ignore[attr-defined]
+    report = usage_sync(h)
+    assert report.counts["quarantined"] == 1
+    assert materials(h, ot) == []
+    ledger = h.ledger()
+    item = ledger.list_quarantine("part_usage")[0]
+    assert "LAMP-LED-18" in item.reason
+    ledger.close()
+
+
+def test_mapped_sku_and_renamed_part(h: Harness) -> None:
+    wo, ot = linked_work_order(h)
+    part = h.parts["REF-R404A"]  # type: ignore[attr-defined]  # sku R404A via [mapping.parts]
+    h.cm.add_transaction(part, "usage", 1.25, work_order_id=wo)
+    usage_sync(h)
+    assert [h.mt.materials[m["material_id"]]["sku"] for m in materials(h, ot)] == ["R404A"]
+    h.cm.parts[part]["name"] = "Gas refrigerante (renombrado)"
+    h.cm.parts[part]["number"] = "GAS-NEW"  # its number changed: no material has that sku
+    h.cm.add_transaction(part, "usage", 1, work_order_id=wo)
+    report = usage_sync(h)
+    assert report.counts["quarantined"] == 1
+    assert len(materials(h, ot)) == 1
+
+
+@pytest.mark.parametrize(
+    ("quantity", "reason"), [(0, "not positive"), (-2, "not positive"), (1.005, "2 decimals")]
+)
+def test_bad_quantities_are_quarantined_with_a_reason(h: Harness, quantity, reason) -> None:
+    wo, ot = linked_work_order(h)
+    tx = h.cm.add_transaction(h.parts["FL_A"], "usage", 1, work_order_id=wo)  # type: ignore[attr-defined]
+    h.cm.transactions[tx["id"]]["quantity"] = quantity  # what a broken server might send
+    report = usage_sync(h)
+    assert report.counts["quarantined"] == 1
+    ledger = h.ledger()
+    assert reason in ledger.list_quarantine("part_usage")[0].reason
+    ledger.close()
+    assert materials(h, ot) == []
+
+
+def test_unknown_type_is_quarantined(h: Harness) -> None:
+    wo, _ot = linked_work_order(h)
+    tx = h.cm.add_transaction(h.parts["FL_A"], "usage", 1, work_order_id=wo)  # type: ignore[attr-defined]
+    h.cm.transactions[tx["id"]]["type"] = "transfer"
+    assert usage_sync(h).counts["quarantined"] == 1
+
+
+def test_duplicate_and_out_of_order_pages_apply_once(h: Harness) -> None:
+    wo, ot = linked_work_order(h)
+    part = h.parts["BELT-A42"]  # type: ignore[attr-defined]
+    base = datetime.now(UTC) - timedelta(minutes=30)
+    for i in range(12):  # created out of order, several in one second
+        h.cm.add_transaction(
+            part, "usage", 1, work_order_id=wo, created_at=base + timedelta(seconds=(7 * i) % 5)
+        )
+    usage_sync(h)
+    ledger = h.ledger()
+    ledger.delete_cursor("part_usage", f"part:{part}")  # forget the cursor: pages come again
+    ledger.set_cursor("part_usage", "parts_watermark", "2000-01-01T00:00:00Z")
+    ledger.close()
+    usage_sync(h)
+    assert len(materials(h, ot)) == 12
+
+
+def test_crash_after_the_post_is_adopted_not_repeated(h: Harness) -> None:
+    wo, ot = linked_work_order(h)
+    h.cm.add_transaction(h.parts["GRS-EP2"], "usage", 4, work_order_id=wo)  # type: ignore[attr-defined]
+
+    def timeout(request: httpx.Request):
+        if request.method == "POST" and "materiales-utilizados" in request.url.path:
+            return httpx.ReadTimeout("simulated", request=request)
+        return None
+
+    h.mt_transport.after = timeout
+    report = usage_sync(h)
+    assert report.counts["outcome_unknown"] == 1
+    assert len(materials(h, ot)) == 1  # it did land
+    h.mt_transport.after = lambda _r: None
+    again = usage_sync(h)
+    assert again.counts["adopted"] == 1
+    assert len(materials(h, ot)) == 1
+
+
+def test_materials_added_in_mantenimiento_are_reported_not_mirrorable(h: Harness) -> None:
+    _wo, ot = linked_work_order(h)
+    material = next(iter(h.mt.materials))
+    h.mt.add_material_usage(ot, material, Decimal("1.00"), comentario="a mano")
+    report = usage_sync(h)
+    assert report.counts["not_mirrored"] == 1
+    ledger = h.ledger()
+    fact = ledger.facts_in_state("part_usage", "not_mirrored")[0]
+    assert fact.source_side == "mt" and "no endpoint" in fact.reason
+    ledger.close()
+    assert usage_sync(h).counts["not_mirrored"] == 0  # reported once
+
+
+@given(
+    kind=st.sampled_from(["usage", "restock", "return", "reconcile", "cost_update", "??"]),
+    quantity=st.one_of(st.decimals(-5, 50, places=3), st.just("abc"), st.none()),
+    wo=st.one_of(st.none(), st.integers(1, 10)),
+)
+def test_classify_is_total_and_only_mirrors_clean_usage(kind, quantity, wo) -> None:
+    verdict = classify({"type": kind, "quantity": quantity, "work_order_id": wo}, ["usage"])
+    if verdict.action == "mirror":
+        assert kind == "usage" and wo is not None
+        assert verdict.quantity is not None and verdict.quantity > 0
+        assert verdict.quantity == verdict.quantity.quantize(Decimal("0.01"))
+    assert verdict.action in ("mirror", "not_mirrored", "quarantine")
+    assert verdict.action == "mirror" or verdict.reason
