@@ -16,6 +16,7 @@ from sqlite_utils import Database
 
 from .config import Config
 from .engine.part_usage import PartUsageSync
+from .engine.requests import RequestSync
 from .engine.run import Runtime, Stream
 from .engine.work_orders import WorkOrderSync
 from .ledger.db import connect
@@ -28,6 +29,7 @@ from .systems.mantenimiento import DjangoSessionAuth, MantenimientoClient
 STREAMS: dict[str, type[Stream]] = {
     "work_orders": WorkOrderSync,
     "part_usage": PartUsageSync,
+    "requests": RequestSync,
 }
 
 

@@ -9,6 +9,7 @@ bodies.  docs/mapping.md is the prose version of this module.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -28,6 +29,15 @@ from .records import Marker, Snapshot, find_marker, strip_marker
 MT_TITLE_MAX = 200  # descripcion_corta is a CharField(200); update-ajax truncates to it
 MT_DATE_FORMAT = "%d/%m/%Y %H:%M"
 DEFAULT_DURATION = timedelta(hours=2)  # what crear-no-programada assumes without dates
+
+
+_AVISO_RUTINA = re.compile(r"^Aviso #(\d+)$")
+
+
+def _aviso_of(rutina: Any) -> int | None:
+    """The OT detail names an OT created from an aviso `Aviso #<id>` in its `rutina` field."""
+    match = _AVISO_RUTINA.match(rutina) if isinstance(rutina, str) else None
+    return int(match.group(1)) if match else None
 
 
 class MappingError(Exception):
@@ -199,6 +209,7 @@ class WorkOrderMapping:
             "_id": ot["id"],
             "_start": self._mt_date(ot.get("inicio"), "inicio"),
             "_codigo": codigo,
+            "_aviso_id": _aviso_of(ot.get("rutina")),
             "_marker": marker.__dict__ if marker else None,
         }
 
@@ -387,3 +398,117 @@ class WorkOrderMapping:
         if start is None or start > end:
             start = end
         return self._mt_local(iso_z(start) or ""), self._mt_local(iso_z(end) or "")
+
+
+class RequestMapping:
+    """Click Maint work-order request ⇄ mantenimiento aviso.
+
+    An aviso has one text (`descripcion`) where a request has a title and a description: the
+    first line is the title, the rest (after a blank line) the description.  After creation
+    mantenimiento only lets the API change an aviso's estado (`avisos/api/update/`), so text
+    and priority flow from mantenimiento to Click Maint only.
+    """
+
+    def __init__(self, config: Config) -> None:
+        vocab = config.vocabularies
+        self.status_to_estado = dict(vocab.request_status_to_aviso)
+        self.estado_to_status = dict(vocab.aviso_to_request_status)
+        self.priority_to_prioridad = dict(vocab.priority_to_prioridad)
+        self.prioridad_to_priority = dict(vocab.prioridad_to_priority)
+
+    def from_cm(self, record: dict[str, Any]) -> Snapshot:
+        if not isinstance(record, dict) or not isinstance(record.get("id"), int):
+            raise MappingError("request without an integer id")
+        title = record.get("title")
+        if not isinstance(title, str) or not title.strip():
+            raise MappingError("title missing or not text")
+        description = record.get("description") or ""
+        if not isinstance(description, str):
+            raise MappingError("description is not text")
+        status = record.get("status")
+        if status not in self.status_to_estado:
+            raise MappingError(
+                f"request status {status!r} is not in vocabularies.request_status_to_aviso"
+            )
+        priority = record.get("priority") or "none"
+        if priority not in self.priority_to_prioridad:
+            raise MappingError(f"unknown priority {priority!r}")
+        updated = parse_iso(record.get("updated_at"), "updated_at")
+        marker = find_marker(description)
+        return {
+            "title": title.strip().splitlines()[0],
+            "description": strip_marker(description).strip(),
+            "status": status,
+            "priority": priority,
+            "_id": record["id"],
+            "_updated_at": iso_z(updated),
+            "_work_order_id": record.get("work_order_id"),
+            "_marker": marker.__dict__ if marker else None,
+        }
+
+    def from_mt(self, aviso: dict[str, Any]) -> Snapshot:
+        if not isinstance(aviso, dict) or not isinstance(aviso.get("id"), int):
+            raise MappingError("aviso without an integer id")
+        text = aviso.get("descripcion")
+        if not isinstance(text, str):
+            raise MappingError("descripcion is not text")
+        estado = aviso.get("estado")
+        if estado not in self.estado_to_status:
+            raise MappingError(f"unknown aviso estado {estado!r}")
+        prioridad = aviso.get("prioridad")
+        if prioridad not in self.prioridad_to_priority:
+            raise MappingError(f"unknown prioridad {prioridad!r}")
+        marker = find_marker(text)
+        clean = strip_marker(text).strip()
+        title, _, rest = clean.partition("\n")
+        return {
+            "title": title.strip() or str(aviso.get("titulo") or f"AV-{aviso['id']}"),
+            "description": rest.strip(),
+            "status": estado,
+            "priority": prioridad,
+            "_id": aviso["id"],
+            "_ot_id": aviso.get("ot_id"),
+            "_marker": marker.__dict__ if marker else None,
+        }
+
+    def to_mt(self, field: str, value: Any) -> Any:
+        if field == "status":
+            return self.status_to_estado[value]
+        if field == "priority":
+            return self.priority_to_prioridad[value]
+        return value
+
+    def to_cm(self, field: str, value: Any) -> Any:
+        if field == "status":
+            return self.estado_to_status[value]
+        if field == "priority":
+            return self.prioridad_to_priority[value]
+        return value
+
+    def agree(self, field: str, cm_value: Any, mt_value: Any) -> bool:
+        if field == "status":
+            return (
+                self.status_to_estado.get(cm_value) == mt_value
+                or self.estado_to_status.get(mt_value) == cm_value
+            )
+        if field == "priority":
+            return (
+                self.priority_to_prioridad.get(cm_value) == mt_value
+                or self.prioridad_to_priority.get(mt_value) == cm_value
+            )
+        return bool(cm_value == mt_value)
+
+    def aviso_text(self, cm: Snapshot, marker: Marker) -> str:
+        text = cm["title"]
+        if cm.get("description"):
+            text += "\n\n" + cm["description"]
+        return f"{text}\n{marker.text()}"
+
+    def cm_create_fields(self, mt: Snapshot, marker: Marker) -> dict[str, Any]:
+        description = mt["description"]
+        return {
+            "title": mt["title"][:255],
+            "description": f"{description}\n\n{marker.text()}" if description else marker.text(),
+            "status": self.estado_to_status[mt["status"]],
+            "priority": self.prioridad_to_priority[mt["priority"]],
+        }

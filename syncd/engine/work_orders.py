@@ -164,7 +164,15 @@ class WorkOrderSync(Stream):
             self._create_in_cm(mt_snapshot, intent)
 
     def _find_mt_by_token(self, intent: Intent) -> dict[str, Any] | None:
-        """Search by the marker text, then probe ids created after the intent was journaled."""
+        """Search by the marker text, then probe ids created after the intent was journaled.
+
+        An OT created from an aviso carries no marker: the aviso itself is the key (it has at
+        most one OT), so its current OT is what the create produced.
+        """
+        aviso_id = intent.payload.get("aviso_id")
+        if aviso_id is not None:
+            ot_id = self._aviso_ot(int(aviso_id))
+            return self.mt.get_ot(ot_id) if ot_id is not None else None
         for hit in self.mt.search_ots(intent.token):
             ot = self.mt.get_ot(int(hit["id"]))
             if ot and intent.token in str(ot.get("descripcion") or ""):
@@ -825,6 +833,30 @@ class WorkOrderSync(Stream):
     # ======================================================================================
     # creates (through the outbox)
     # ======================================================================================
+    def _request_of_aviso(self, aviso_id: Any) -> int | None:
+        if aviso_id is None:
+            return None
+        link = self.ledger.get_link("requests", mt_id=str(aviso_id))
+        return int(link.cm_id) if link is not None and link.state == "active" else None
+
+    def _aviso_without_ot(self, cm: Snapshot) -> int | None:
+        """The aviso linked to this work order's request, if it has no OT yet."""
+        request_id = cm.get("_request_id")
+        if request_id is None:
+            return None
+        link = self.ledger.get_link("requests", cm_id=str(request_id))
+        if link is None or link.state != "active":
+            return None
+        aviso_id = int(link.mt_id)
+        return aviso_id if self._aviso_ot(aviso_id) is None else None
+
+    def _aviso_ot(self, aviso_id: int) -> int | None:
+        for aviso in self.mt.iter_avisos():
+            if aviso.get("id") == aviso_id:
+                ot = aviso.get("ot_id")
+                return int(ot) if isinstance(ot, int) else None
+        return None
+
     def _mt_high_water(self) -> str:
         return self.ledger.get_cursor(self.name, "mt_high_water") or str(
             self.config.mantenimiento.first_ot_id - 1
@@ -843,7 +875,7 @@ class WorkOrderSync(Stream):
                 source_side="cm",
                 source_id=cm_id,
                 target_side="mt",
-                payload={"snapshot": cm},
+                payload={"snapshot": cm, "aviso_id": self._aviso_without_ot(cm)},
                 high_water=self._mt_high_water(),
             )
             if intent.state != "pending":
@@ -851,11 +883,19 @@ class WorkOrderSync(Stream):
                 return
         marker = Marker("cm", cm_id, intent.token)
         form = self.mapping.mt_create_form(cm, marker)
+        aviso_id = intent.payload.get("aviso_id")
         crashpoint("create.intent")
         self.ledger.mark_intent(intent.token, "sent", count_attempt=True)
         crashpoint("create.sent")
         try:
-            ot_id, _codigo = self.mt.create_ot(form)
+            if aviso_id is not None:
+                # the request behind this work order is linked to an aviso: create the OT *from*
+                # the aviso, so mantenimiento shows the same aviso -> OT relation
+                ot_id, _codigo = self.mt.create_ot_from_aviso(
+                    int(aviso_id), prioridad=form.get("prioridad")
+                )
+            else:
+                ot_id, _codigo = self.mt.create_ot(form)
         except OutcomeUnknown as exc:
             self.ledger.mark_intent(intent.token, "unknown", error=str(exc))
             self.report.counts["outcome_unknown"] += 1
@@ -915,6 +955,9 @@ class WorkOrderSync(Stream):
                 return
         marker = Marker("mt", mt_id, intent.token)
         fields = self.mapping.cm_create_fields(mt, marker)
+        request = self._request_of_aviso(mt.get("_aviso_id"))
+        if request is not None:
+            fields["work_order_request_id"] = request  # keep aviso -> OT == request -> WO
         self._cap_requests()
         crashpoint("create.intent")
         self.ledger.mark_intent(intent.token, "sent", count_attempt=True)

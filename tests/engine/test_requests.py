@@ -1,0 +1,147 @@
+"""requests ⇄ avisos, and their relation to the work_orders stream."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from syncd.engine.records import find_marker
+
+from .harness import Harness, make_harness
+
+
+@pytest.fixture
+def h(tmp_path: Path) -> Harness:
+    return make_harness(tmp_path)
+
+
+def both(h: Harness) -> None:
+    """One round of both streams, requests first (as a daemon would interleave them)."""
+    h.cm.clock.advance(10)
+    for stream in ("requests", "work_orders", "requests", "work_orders"):
+        report = h.sync(stream=stream)
+        assert report.status == "ok", report.error
+
+
+def link_of(h: Harness, stream: str, *, cm_id=None, mt_id=None):
+    ledger = h.ledger()
+    try:
+        if cm_id is not None:
+            return ledger.get_link(stream, cm_id=str(cm_id))
+        return ledger.get_link(stream, mt_id=str(mt_id))
+    finally:
+        ledger.close()
+
+
+def new_aviso(h: Harness, text: str, **fields) -> int:
+    values = {"descripcion": text, "ubicacion_id": 12, "prioridad": "ALTA", "tipo": "AVERIA"}
+    values.update(fields)
+    return h.mt.create_aviso(**values)["id"]
+
+
+def test_both_directions_and_quiet_second_run(h: Harness) -> None:
+    req = h.cm.create_request(
+        {"title": "Fuga en cuarto frío", "description": "Goteo constante", "priority": "high"}
+    )["id"]
+    aviso = new_aviso(h, "Ruido en compresor\n\nSe escucha desde el pasillo")
+    both(h)
+    linked = link_of(h, "requests", cm_id=req)
+    text = h.mt.avisos[int(linked.mt_id)]["descripcion"]
+    assert text.startswith("Fuga en cuarto frío\n\nGoteo constante")
+    assert h.mt.avisos[int(linked.mt_id)]["prioridad"] == "ALTA"
+    made = h.cm.requests[int(link_of(h, "requests", mt_id=aviso).cm_id)]
+    assert made["title"] == "Ruido en compresor"
+    assert made["description"].startswith("Se escucha desde el pasillo")
+    assert find_marker(made["description"]) is not None  # how a crash would find it again
+    before = h.writes()
+    quiet = h.sync(stream="requests")
+    assert quiet.writes == 0 and h.writes() == before
+
+
+def test_status_flows_both_ways(h: Harness) -> None:
+    req = h.cm.create_request({"title": "Cambiar luminaria"})["id"]
+    both(h)
+    aviso = int(link_of(h, "requests", cm_id=req).mt_id)
+    h.cm.update_request(req, {"status": "declined"})
+    both(h)
+    assert h.mt.avisos[aviso]["estado"] == "CANCELADO"
+    other = h.cm.create_request({"title": "Pintar barandas"})["id"]
+    both(h)
+    other_aviso = int(link_of(h, "requests", cm_id=other).mt_id)
+    h.mt.update_aviso(other_aviso, estado="PROCESO")
+    both(h)
+    assert h.cm.requests[other]["status"] == "approved"
+
+
+def test_aviso_text_changes_reach_click_maint_but_not_back(h: Harness) -> None:
+    aviso = new_aviso(h, "Texto original")
+    both(h)
+    req = int(link_of(h, "requests", mt_id=aviso).cm_id)
+    h.mt.update_aviso(aviso, descripcion="Texto corregido\n\ncon detalle")
+    both(h)
+    assert h.cm.requests[req]["title"] == "Texto corregido"
+    h.cm.update_request(req, {"title": "Editado en Click Maint"})
+    both(h)
+    assert h.mt.avisos[aviso]["descripcion"].startswith("Texto corregido")  # no API to edit it
+    ledger = h.ledger()
+    actions = [(e.action, e.detail.get("field")) for e in ledger.history(cm_id=str(req))]
+    ledger.close()
+    assert ("not_mirrorable", "title") in actions
+
+
+def test_approved_request_work_order_is_created_from_the_aviso(h: Harness) -> None:
+    req = h.cm.create_request({"title": "Reparar bomba", "priority": "high"})["id"]
+    both(h)
+    aviso = int(link_of(h, "requests", cm_id=req).mt_id)
+    h.cm.update_request(req, {"status": "approved"})  # Click Maint creates the work order
+    wo = h.cm.requests[req]["work_order_id"]
+    assert wo is not None
+    both(h)
+    ot = int(link_of(h, "work_orders", cm_id=wo).mt_id)
+    assert h.mt.ots[ot]["aviso_id"] == aviso  # the OT hangs off the aviso, like a human would do
+    assert h.mt.ots[ot]["descripcion_corta"] == "Reparar bomba"
+    assert sum(1 for o in h.mt.ots.values() if o["aviso_id"] == aviso) == 1
+    both(h)
+    assert sum(1 for o in h.mt.ots.values() if o["aviso_id"] == aviso) == 1
+    ledger = h.ledger()
+    assert ledger.count_history("link_inconsistent") == 0
+    ledger.close()
+
+
+def test_ot_made_from_aviso_in_mantenimiento_links_its_request(h: Harness) -> None:
+    aviso = new_aviso(h, "Falla en tablero")
+    both(h)
+    req = int(link_of(h, "requests", mt_id=aviso).cm_id)
+    ot = h.mt.create_ot(
+        descripcion_corta="Corr.: Falla en tablero...",
+        tipo="CORRECTIVA",
+        aviso_id=aviso,
+        ubicacion_id=12,
+        inicio_programado="2030-01-01T10:00:00+00:00",
+        fin_programado="2030-01-01T12:00:00+00:00",
+    )["id"]
+    both(h)
+    wo = int(link_of(h, "work_orders", mt_id=ot).cm_id)
+    assert h.cm.work_orders[wo]["work_order_request_id"] == req
+
+
+def test_timed_out_aviso_create_is_adopted(h: Harness) -> None:
+    req = h.cm.create_request({"title": "Una sola vez"})["id"]
+    calls = {"n": 0}
+
+    def timeout(request: httpx.Request):
+        if request.method == "POST" and request.url.path.endswith("/aviso/crear/"):
+            calls["n"] += 1
+            return httpx.ReadTimeout("simulated", request=request)
+        return None
+
+    h.mt_transport.after = timeout
+    h.cm.clock.advance(10)
+    assert h.sync(stream="requests").counts["outcome_unknown"] == 1
+    h.mt_transport.after = lambda _r: None
+    both(h)
+    assert calls["n"] == 1
+    assert sum(1 for a in h.mt.avisos.values() if a["descripcion"].startswith("Una sola vez")) == 1
+    assert link_of(h, "requests", cm_id=req) is not None
