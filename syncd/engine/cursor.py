@@ -113,6 +113,7 @@ class WorkOrderScan:
         self.start = _minus(watermark, lookback_seconds) if watermark else None
         self.horizon = iso_z(horizon) or EPOCH  # server_now - lag
         self.report = ScanReport(strategy=strategy)
+        self._tie_ok = True
 
     def _over_budget(self, prev_total_pages: int, page_no: int) -> bool:
         """Offset scans chase a list that can grow while we read it; stop at twice its size."""
@@ -165,6 +166,9 @@ class WorkOrderScan:
                 # a full page inside one second: read that second with offsets, then move on
                 yield Batch(page.items)
                 yield from self._tie(cursor)
+                if not self._tie_ok:
+                    self.report.stable = False  # keep the watermark before this second
+                    return
                 cursor = _plus_second(cursor)
                 yield Batch([], checkpoint=self._cap(cursor))
                 continue
@@ -172,9 +176,17 @@ class WorkOrderScan:
             yield Batch(page.items, checkpoint=self._cap(cursor))
 
     def _tie(self, second: str) -> Iterator[Batch]:
+        """Read every record stamped `second` with offset pages, until a pass is clean.
+
+        Nothing new can enter a second that is behind the horizon; records can only leave it
+        (an edit gives them a newer stamp), which shifts the offsets.  So passes repeat until
+        one adds nothing while `total` stayed put; `self._tie_ok` is False if that never came.
+        """
         seen: set[Any] = set()
-        for _ in range(2):  # a second pass catches records shifted by edits during the first
+        self._tie_ok = False
+        for _ in range(20):
             added = 0
+            totals: set[int] = set()
             page_no = 1
             while True:
                 page = self._get(
@@ -185,6 +197,7 @@ class WorkOrderScan:
                         [("updated_at_gteq", second), ("updated_at_lteq", second)],
                     )
                 )
+                totals.add(page.total)
                 fresh = [i for i in page.items if i.get("id") not in seen]
                 seen.update(i.get("id") for i in page.items)
                 added += len(fresh)
@@ -193,8 +206,9 @@ class WorkOrderScan:
                 if not page.items or page_no >= page.total_pages:
                     break
                 page_no += 1
-            if added == 0:
-                return
+            if added == 0 and len(totals) == 1:
+                self._tie_ok = True
+                break
         self.report.notes.append(f"{len(seen)} records share updated_at {second}")
 
     # -- desc -----------------------------------------------------------------------------

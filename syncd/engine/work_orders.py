@@ -471,9 +471,19 @@ class WorkOrderSync(Stream):
         gap = self.config.mantenimiento.probe_gap
         while misses < gap:
             self.rt.check_stop()
-            ot = self.mt.get_ot(ot_id)
+            try:
+                ot = self.mt.get_ot(ot_id)
+            except FATAL_REMOTE:
+                raise
+            except RECORD_ERRORS as exc:
+                # this id exists but its detail is unusable: put it aside, keep discovering
+                self._record_failure("mt", ot_id, exc)
+                ot = {"id": ot_id, "_unusable": True}
             if ot is None:
                 misses += 1
+            elif ot.get("_unusable"):
+                misses = 0
+                high_water = max(high_water, ot_id)
             else:
                 misses = 0
                 high_water = max(high_water, ot_id)
@@ -491,7 +501,13 @@ class WorkOrderSync(Stream):
         # out-of-scope OTs whose time has come (e.g. a preventive OT entering the horizon)
         for due_id in self.ledger.mt_index_due(utcnow()):
             self.rt.check_stop()
-            ot = self.mt.get_ot(due_id)
+            try:
+                ot = self.mt.get_ot(due_id)
+            except FATAL_REMOTE:
+                raise
+            except RECORD_ERRORS as exc:
+                self._record_failure("mt", due_id, exc)
+                continue
             if ot is not None:
                 self._on_new_mt(ot)
 
@@ -506,6 +522,7 @@ class WorkOrderSync(Stream):
         mt = self._read_mt(ot)
         if mt is None:
             return
+        self.release("mt", mt_id)
         try:
             origin, marker = origin_of(mt, this_side="mt")
             if origin is Origin.OURS and marker is not None:

@@ -1,0 +1,265 @@
+"""Bad input catalogue: hostile and broken answers from each server.
+
+Each case makes one record (or one answer) wrong in a specific way.  The cycle must not crash,
+the bad record must end up quarantined with a reason that names the problem (or be handled
+correctly when it is in fact valid), and every other record must still sync.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from .harness import Harness, make_harness
+
+Payload = dict[str, Any]
+
+
+class Rewrite(httpx.BaseTransport):
+    """Passes requests through and lets a test rewrite one kind of answer."""
+
+    def __init__(self, inner: httpx.BaseTransport) -> None:
+        self.inner = inner
+        self.json: Callable[[httpx.Request, Payload], Payload] | None = None
+        self.raw: Callable[[httpx.Request, httpx.Response], httpx.Response | None] | None = None
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = self.inner.handle_request(request)
+        response.read()
+        if self.raw is not None:
+            replaced = self.raw(request, response)
+            if replaced is not None:
+                return replaced
+        if self.json is not None and "json" in response.headers.get("content-type", ""):
+            try:
+                payload = json.loads(response.content)
+            except ValueError:
+                return response
+            payload = self.json(request, payload)
+            headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
+            return httpx.Response(response.status_code, headers=headers, json=payload)
+        return response
+
+
+def setup(tmp_path: Path) -> tuple[Harness, Rewrite, Rewrite, list[int]]:
+    h = make_harness(tmp_path)
+    cm_rewrite = Rewrite(h.cm_transport.inner)
+    mt_rewrite = Rewrite(h.mt_transport.inner)
+    h.cm_transport.inner = cm_rewrite
+    h.mt_transport.inner = mt_rewrite
+    ids = [h.cm.create_work_order({"title": f"WO {i}"})["id"] for i in range(5)]
+    return h, cm_rewrite, mt_rewrite, ids
+
+
+def corrupt_cm_item(
+    victim: int, change: Callable[[Payload], None]
+) -> Callable[[httpx.Request, Payload], Payload]:
+    def rewrite(request: httpx.Request, payload: Payload) -> Payload:
+        data = payload.get("data")
+        items = data if isinstance(data, list) else [data] if isinstance(data, dict) else []
+        for item in items:
+            if isinstance(item, dict) and item.get("id") == victim:
+                change(item)
+        return payload
+
+    return rewrite
+
+
+CM_CASES: list[tuple[str, Callable[[Payload], None], str | None]] = [
+    ("title null", lambda i: i.update(title=None), "title"),
+    ("title is a number", lambda i: i.update(title=12345), "title"),
+    (
+        "status unknown",
+        lambda i: i.update(status={"id": 99, "name": "exploded", "is_custom": True}),
+        "exploded",
+    ),
+    ("status a string", lambda i: i.update(status="open"), "status"),
+    ("priority a number", lambda i: i.update(priority=42), "priority"),
+    ("type garbage", lambda i: i.update(type="???"), "type"),
+    ("due date d/m/Y", lambda i: i.update(due_date="31/02/2025"), "due_date"),
+    ("due date without zone", lambda i: i.update(due_date="2025-07-17T12:00:00"), "zone"),
+    ("updated_at missing", lambda i: i.pop("updated_at", None), "updated_at"),
+    ("asset malformed", lambda i: i.update(asset={"id": "x"}), "asset"),
+    ("description a list", lambda i: i.update(description=["a"]), "description"),
+    # valid, if unusual: must sync, not be quarantined
+    ("due date with offset", lambda i: i.update(due_date="2030-07-17T12:00:00+05:30"), None),
+    ("huge title", lambda i: i.update(title="Ω" * 5000), None),
+    (
+        "unicode edge cases",
+        lambda i: i.update(title="\u202eRTL ✓ \u200b zero-width 🔧 \x00nul"),
+        None,
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "change", "reason"), CM_CASES, ids=[c[0] for c in CM_CASES])
+def test_hostile_click_maint_records(tmp_path: Path, name: str, change, reason: str | None) -> None:
+    h, cm_rewrite, _mt, ids = setup(tmp_path)
+    victim = ids[2]
+    cm_rewrite.json = corrupt_cm_item(victim, change)
+    report = h.sync()
+    assert report.status == "ok", report.error
+    ledger = h.ledger()
+    try:
+        held = ledger.get_quarantined("work_orders", "cm", str(victim))
+        linked = {int(cm) for cm, _ in h.pairs()}
+    finally:
+        ledger.close()
+    others = set(ids) - {victim}
+    assert others <= linked, "a bad record blocked the others"
+    if reason is None:
+        assert held is None and victim in linked
+    else:
+        assert held is not None and reason in held.reason, held
+        assert victim not in linked
+        # the server fixes its data: the record is picked up when retried
+        cm_rewrite.json = None
+        ledger = h.ledger()
+        ledger.db.execute("UPDATE quarantine SET next_retry_at = '2000-01-01T00:00:00.000Z'")
+        ledger.close()
+        h.quiet_sync()
+        assert victim in {int(cm) for cm, _ in h.pairs()}
+
+
+MT_CASES: list[tuple[str, Callable[[Payload], None], str | None]] = [
+    ("estado unknown", lambda o: o.update(raw_status="EXPLOTADA"), "EXPLOTADA"),
+    ("fin impossible", lambda o: o.update(fin="31/02/2025 25:61"), "fin"),
+    ("fin in ISO", lambda o: o.update(fin="2025-07-17T12:00:00Z"), "fin"),
+    ("notas a number", lambda o: o.update(notas=7), "notas"),
+    ("prioridad null", lambda o: o.update(prioridad_raw=None), "prioridad"),
+    ("activos not a list", lambda o: o.update(activos="x"), "activos"),
+    ("vendor alias estado", lambda o: o.update(raw_status="PENDIENTE"), None),
+    ("descripcion null", lambda o: o.update(descripcion=None), None),
+]
+
+
+@pytest.mark.parametrize(("name", "change", "reason"), MT_CASES, ids=[c[0] for c in MT_CASES])
+def test_hostile_mantenimiento_records(
+    tmp_path: Path, name: str, change, reason: str | None
+) -> None:
+    h, _cm, mt_rewrite, _ids = setup(tmp_path)
+    h.quiet_sync()
+    victim = h.mt.create_ot(
+        descripcion_corta="OT rara",
+        tipo="CORRECTIVA",
+        ubicacion_id=12,
+        inicio_programado="2030-01-01T10:00:00+00:00",
+        fin_programado="2030-01-01T12:00:00+00:00",
+    )["id"]
+    normal = h.mt.create_ot(
+        descripcion_corta="OT normal",
+        tipo="CORRECTIVA",
+        ubicacion_id=12,
+        inicio_programado="2030-01-01T10:00:00+00:00",
+        fin_programado="2030-01-01T12:00:00+00:00",
+    )["id"]
+
+    def rewrite(request: httpx.Request, payload: Payload) -> Payload:
+        ot = payload.get("ot")
+        if isinstance(ot, dict) and ot.get("id") == victim:
+            change(ot)
+        return payload
+
+    mt_rewrite.json = rewrite
+    report = h.sync()
+    assert report.status == "ok", report.error
+    ledger = h.ledger()
+    try:
+        held = ledger.get_quarantined("work_orders", "mt", str(victim))
+        assert ledger.get_link("work_orders", mt_id=str(normal)) is not None
+        linked = ledger.get_link("work_orders", mt_id=str(victim)) is not None
+    finally:
+        ledger.close()
+    if reason is None:
+        assert held is None and linked
+    else:
+        assert held is not None and reason in held.reason
+        assert not linked
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        lambda r: httpx.Response(
+            200,
+            text="<html><body>Mantenimiento programado</body></html>",
+            headers={"content-type": "text/html"},
+        ),
+        lambda r: httpx.Response(
+            200,
+            content=b'{"status": "success", "ot": {"id": 1',
+            headers={"content-type": "application/json"},
+        ),
+        lambda r: httpx.Response(200, json={"unexpected": True}),
+    ],
+    ids=["html-instead-of-json", "truncated-json", "wrong-envelope"],
+)
+def test_unusable_answers_for_one_record(tmp_path: Path, answer) -> None:
+    h, _cm, mt_rewrite, _ids = setup(tmp_path)
+    h.quiet_sync()
+    victim = h.mt.create_ot(
+        descripcion_corta="OT con respuestas rotas",
+        tipo="CORRECTIVA",
+        ubicacion_id=12,
+        inicio_programado="2030-01-01T10:00:00+00:00",
+        fin_programado="2030-01-01T12:00:00+00:00",
+    )["id"]
+    mt_rewrite.raw = lambda req, resp: (
+        answer(req) if req.url.path.endswith(f"/ot/{victim}/detalle/") else None
+    )
+    report = h.sync()
+    assert report.status == "ok", report.error
+    ledger = h.ledger()
+    try:
+        held = ledger.get_quarantined("work_orders", "mt", str(victim))
+    finally:
+        ledger.close()
+    assert held is not None
+    assert len(h.pairs()) == 5  # the others are untouched and still linked
+    mt_rewrite.raw = None
+    ledger = h.ledger()
+    ledger.db.execute("UPDATE quarantine SET next_retry_at = '2000-01-01T00:00:00.000Z'")
+    ledger.close()
+    h.quiet_sync()
+    assert len(h.pairs()) == 6
+
+
+def test_colliding_ids_in_one_page(tmp_path: Path) -> None:
+    """A page that lists one id twice (with different content) must not create two OTs."""
+    h, cm_rewrite, _mt, _ids = setup(tmp_path)
+
+    def duplicate(request: httpx.Request, payload: Payload) -> Payload:
+        data = payload.get("data")
+        if isinstance(data, list) and data:
+            clone = dict(data[0])
+            clone["title"] = "same id, other title"
+            data.append(clone)
+        return payload
+
+    cm_rewrite.json = duplicate
+    report = h.sync()
+    assert report.status == "ok"
+    cm_rewrite.json = None
+    h.quiet_sync()
+    assert len(h.pairs()) == 5
+    assert sum(1 for o in h.mt.ots.values() if o["tipo"] == "NO_PROGRAMADA") == 5
+
+
+def test_whole_server_returning_html_fails_the_cycle_cleanly(tmp_path: Path) -> None:
+    h, cm_rewrite, _mt, _ids = setup(tmp_path)
+    cm_rewrite.raw = lambda req, resp: httpx.Response(
+        200, text="<html>login</html>", headers={"content-type": "text/html"}
+    )
+    report = h.sync()
+    assert report.status == "failed" and "expected JSON" in (report.error or "")
+    ledger = h.ledger()
+    assert ledger.count_quarantine() == 0  # a server-wide failure quarantines nothing
+    ledger.close()
+    cm_rewrite.raw = None
+    h.quiet_sync()
+    assert len(h.pairs()) == 5
