@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -17,7 +18,7 @@ from sqlite_utils import Database
 from .config import Config
 from .engine.part_usage import PartUsageSync
 from .engine.requests import RequestSync
-from .engine.run import Runtime, Stream
+from .engine.run import Runtime, StopRequested, Stream
 from .engine.work_orders import WorkOrderSync
 from .ledger.db import connect
 from .ledger.store import Ledger
@@ -43,6 +44,8 @@ class App:
     ) -> None:
         self.config = config
         transports = transports or {}
+        #: per-thread hooks of the cycle running in that thread (see `_sleep`)
+        self._hooks = threading.local()
         self.stats = RequestStats()
         cm_cfg = config.clickmaint
         self.cm_budget = RateBudget(
@@ -67,6 +70,7 @@ class App:
             },
             transport=transports.get("clickmaint"),
             stats=self.stats,
+            sleep=self._sleep,
         )
         self.cm = ClickMaintClient(self.cm_http, cm_cfg.entity_id)
         mt_cfg = config.mantenimiento
@@ -84,10 +88,32 @@ class App:
             headers={"Accept": "application/json", "User-Agent": "syncd"},
             transport=transports.get("mantenimiento"),
             stats=self.stats,
+            sleep=self._sleep,
             classify_5xx=MantenimientoClient.classify_5xx,
         )
         self.mt = MantenimientoClient(self.mt_http, self.mt_auth)
         self.mt_reads: dict[str, float] = {}
+
+    def _sleep(self, seconds: float) -> None:
+        """Retry back-off that a stop request interrupts and that counts as progress.
+
+        Waiting out a server's bad minute is healthy: the watchdog must not take it for a hang,
+        and SIGTERM must not wait for it to end.
+        """
+        stop: threading.Event | None = getattr(self._hooks, "stop", None)
+        beat: Callable[[], None] | None = getattr(self._hooks, "beat", None)
+        deadline = time.monotonic() + seconds
+        while True:
+            if beat is not None:
+                beat()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            if stop is not None:
+                if stop.wait(min(remaining, 1.0)):
+                    raise StopRequested()
+            else:
+                time.sleep(min(remaining, 1.0))
 
     # -- ledger -------------------------------------------------------------------------
     def open_ledger(self, *, readonly: bool = False) -> Ledger:
@@ -132,6 +158,8 @@ class App:
         )
         if heartbeat is not None:
             rt.heartbeat = heartbeat
+        self._hooks.stop = rt.stop
+        self._hooks.beat = rt.heartbeat
         if progress is not None:
             rt.progress = progress
         return rt

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,9 +37,12 @@ class FileLock:
         except OSError:
             return "unknown"
 
-    def acquire(self, *, wait: float = 0.0) -> None:
+    def acquire(self, *, wait: float = 0.0, stop: threading.Event | None = None) -> None:
+        """Take the lock, waiting up to `wait` seconds (or until `stop` is set) for it."""
+        if self._fd is not None:
+            raise RuntimeError(f"{self.path} is already held by this FileLock")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o640)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
         previous = self._holder()
         deadline = time.monotonic() + wait
         while True:
@@ -46,12 +50,16 @@ class FileLock:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
-                if time.monotonic() >= deadline:
+                stopped = stop is not None and stop.is_set()
+                if stopped or time.monotonic() >= deadline:
                     os.close(fd)
                     raise LockHeld(
                         f"{self.purpose}: held by pid {self._holder()} ({self.path})"
                     ) from None
-                time.sleep(0.2)
+                if stop is not None:
+                    stop.wait(0.2)
+                else:
+                    time.sleep(0.2)
         if previous not in ("unknown", str(os.getpid())) and not _alive(previous):
             log.warning("lock.stale_taken_over", lock=str(self.path), dead_pid=previous)
         os.ftruncate(fd, 0)
@@ -68,8 +76,8 @@ class FileLock:
         self._fd = None
 
     @contextlib.contextmanager
-    def held(self, *, wait: float = 0.0) -> Iterator[None]:
-        self.acquire(wait=wait)
+    def held(self, *, wait: float = 0.0, stop: threading.Event | None = None) -> Iterator[None]:
+        self.acquire(wait=wait, stop=stop)
         try:
             yield
         finally:

@@ -68,7 +68,12 @@ def configure_logging(
         redact_processor,
     ]
     structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        # drop disabled levels before any other processor runs (redaction is not free)
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *shared,
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=False,
@@ -98,6 +103,8 @@ def configure_logging(
     logging.getLogger("apscheduler").setLevel(
         logging.INFO if level.lower() == "debug" else logging.WARNING
     )
+    # "maximum number of running instances reached" is reported by the daemon itself
+    logging.getLogger("apscheduler.scheduler").setLevel(logging.ERROR)
 
 
 def _under_journald() -> bool:

@@ -36,6 +36,7 @@ def watchdog_period() -> float | None:
     if pid and pid.isdigit() and int(pid) != os.getpid():
         return None
     try:
-        return int(usec) / 1_000_000 / 2
+        value = int(usec)
     except ValueError:
         return None
+    return value / 1_000_000 / 2 if value > 0 else None

@@ -1,18 +1,34 @@
 """The daemon and the one-shot runs.
 
-`syncd run`: an APScheduler `BackgroundScheduler` runs one job per stream (interval from the
-config, jitter, `max_instances=1`, coalescing, misfire grace = one interval).  The main thread
-owns signals and systemd: READY=1 once the local health check passes (config valid, ledger open
-and migrated, scheduler running — deliberately *not* the remote servers, so an outage is logged
-and retried instead of becoming a start failure and a restart loop), STATUS= after every cycle,
-and WATCHDOG=1 only while the scheduler loop shows progress, so a hung loop gets restarted.
-SIGTERM/SIGINT finish the record in hand, commit, and exit 0; SIGHUP reloads the config.
+`syncd run`: an APScheduler `BackgroundScheduler` runs one job per implemented, enabled stream
+(interval from the config, jitter, `max_instances=1`, coalescing, misfire grace = one interval).
+The main thread is the supervisor and owns signals and systemd:
+
+* READY=1 once the local health check passes (config valid, ledger open and migrated, scheduler
+  running) -- deliberately *not* the remote servers, so an outage is logged and retried instead
+  of becoming a start failure and a restart loop;
+* STATUS= on every supervisor tick (last result per stream, the error of a failing stream);
+* WATCHDOG=1 only while the daemon is live: the scheduler runs, every running cycle has shown
+  progress (a heartbeat per record / page) within `syncd.stall_seconds`, and every idle stream
+  was started by the scheduler when due.  A cycle stuck in one call stops the pings, so systemd
+  (`WatchdogSec=`) kills and restarts a hung process; a failing *server* does not (cycles fail
+  fast and keep beating);
+* SIGTERM/SIGINT: STOPPING=1, the record in hand is finished and committed, exit 0.  A second
+  Ctrl-C exits at once (the ledger is crash-safe; the outbox covers the write in flight);
+* SIGHUP: reload the config without blocking the supervisor (the watchdog keeps being fed while
+  a long cycle finishes with the old settings); a broken new config is logged and the running
+  one kept.
+
+Job exceptions never reach APScheduler's thread: they are logged, recorded as the stream's last
+result (visible in STATUS=) and the next cycle runs as scheduled.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -33,25 +49,43 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from . import sdnotify
-from .app import App
+from .app import STREAMS, App
 from .config import Config, ConfigError, load_config
 from .engine.run import CycleReport
-from .locks import LockHeld, instance_lock, stream_lock
+from .ledger.db import LedgerError
+from .locks import FileLock, LockHeld, instance_lock, stream_lock
 
 log = structlog.get_logger("syncd.service")
 
 __all__ = ["Daemon", "LockHeld", "run_once", "run_resync"]
 
 WAIT_FOR_DAEMON_CYCLE = 900.0  # seconds a one-shot run waits for a daemon cycle to finish
+EX_DATAERR = 65  # the ledger is corrupt or of an unknown schema
+EX_CANTCREAT = 73  # the state directory cannot be created or written
+MAX_TICK = 5.0  # the supervisor wakes at least this often (STATUS=, liveness check)
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 @dataclass
 class StreamState:
+    """What the supervisor knows about one stream (guarded by `Daemon._lock`)."""
+
     last_status: str = "never run"
-    last_end: float | None = None
     last_summary: str = ""
+    last_error: str | None = None
+    last_end: float | None = None
+    failures: int = 0  # consecutive failed cycles
+    cycles: int = 0
     running_since: float | None = None
+    #: monotonic time of the last sign of progress of the running cycle
     heartbeat: float = field(default_factory=time.monotonic)
+    #: monotonic time the scheduler last started (or is due to start) this stream's job
+    fired: float = field(default_factory=time.monotonic)
+
+
+def configured_streams(config: Config) -> list[str]:
+    """Every stream enabled in the config, implemented or not."""
+    return [n for n in type(config.streams).model_fields if getattr(config.streams, n).enabled]
 
 
 class Daemon:
@@ -62,61 +96,123 @@ class Daemon:
         self.reload_requested = threading.Event()
         self.states: dict[str, StreamState] = {}
         self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._signals: list[str] = []
+        self._previous_handlers: dict[int, Any] = {}
         self.app: App | None = None
+        self._app_users: dict[int, int] = {}
+        self._retired: list[App] = []
         self.scheduler: BackgroundScheduler | None = None
-        self.loop_beat = time.monotonic()
+        self._stalled: str | None = None
+        self._stalled_since = 0.0
+        self._stale_runs_pending = True
 
     # -- lifecycle ----------------------------------------------------------------------
     def run(self) -> int:
-        state_dir = self.config.state_dir
-        lock = instance_lock(state_dir)
-        lock.acquire()
+        """Run until stopped; raises `LockHeld` when another `syncd run` owns the ledger.
+
+        A state directory or ledger that cannot be used is reported in one line with an exit
+        code a restart will not change (73 / 65), instead of a traceback and a restart loop.
+        """
+        lock = instance_lock(self.config.state_dir)
+        try:
+            lock.acquire()
+        except OSError as exc:
+            return _fatal(
+                EX_CANTCREAT,
+                "daemon.state_dir_unusable",
+                f"state directory {self.config.state_dir}: {exc.strerror or exc}",
+            )
         try:
             return self._run()
         finally:
             lock.release()
 
+    def request_stop(self, reason: str = "requested") -> None:
+        """Stop from another thread (tests, `syncd demo`): same path as SIGTERM."""
+        with self._lock:
+            self._signals.append(reason)
+        self.stop.set()
+        self._wake.set()
+
     def _run(self) -> int:
         self._install_signals()
-        self.app = App(self.config)
-        ledger = self.app.open_ledger()  # migrations happen here, before READY
         try:
-            interrupted = ledger.interrupt_stale_runs()
-            if interrupted:
-                log.warning("daemon.previous_runs_interrupted", count=interrupted)
+            self.app = App(self.config)
+            try:
+                ledger = self.app.open_ledger()  # migrations happen here, before READY
+                ledger.close()
+            except (LedgerError, sqlite3.DatabaseError, OSError) as exc:
+                self.app.close()
+                return _fatal(
+                    EX_DATAERR, "daemon.ledger_unusable", f"ledger {self.config.ledger_path}: {exc}"
+                )
+            try:
+                self._interrupt_stale_runs()
+            except sqlite3.Error as exc:  # retried on the supervisor's ticks
+                log.warning("daemon.stale_runs_deferred", error=str(exc))
+            missing = [n for n in configured_streams(self.config) if n not in STREAMS]
+            if missing:
+                log.warning(
+                    "daemon.streams_not_implemented",
+                    streams=missing,
+                    detail="enabled in the config but not available in this version; "
+                    "not scheduled (set enabled = false to silence this)",
+                )
+            self.scheduler = self._build_scheduler()
+            self.scheduler.start()
+            if not self.scheduler.running:
+                log.error("daemon.scheduler_failed")
+                return 1
+            streams = self.app.enabled_streams()
+            if not streams:
+                log.warning("daemon.no_streams", detail="no enabled stream; the daemon idles")
+            sdnotify.notify("READY=1", f"STATUS=started; streams: {', '.join(streams) or 'none'}")
+            log.info(
+                "daemon.ready",
+                streams=streams,
+                ledger=str(self.config.ledger_path),
+                pid=os.getpid(),
+                watchdog_seconds=sdnotify.watchdog_period(),
+            )
+            try:
+                self._supervise()
+            finally:
+                sdnotify.notify("STOPPING=1", "STATUS=stopping: finishing the record in hand")
+                log.info("daemon.stopping")
+                self.scheduler.shutdown(wait=True)
+                self._close_apps(everything=True)
+                log.info("daemon.stopped")
+            return 0
         finally:
-            ledger.close()
-        self.scheduler = self._build_scheduler()
-        self.scheduler.start()
-        if not self.scheduler.running:
-            log.error("daemon.scheduler_failed")
-            return 1
-        streams = self.app.enabled_streams()
-        sdnotify.notify("READY=1", f"STATUS=started; streams: {', '.join(streams) or 'none'}")
-        log.info(
-            "daemon.ready", streams=streams, ledger=str(self.config.ledger_path), pid=os.getpid()
-        )
-        try:
-            self._supervise()
-        finally:
-            sdnotify.notify("STOPPING=1", "STATUS=stopping: finishing the record in hand")
-            log.info("daemon.stopping")
-            self.scheduler.shutdown(wait=True)
-            self.app.close()
-            log.info("daemon.stopped")
-        return 0
+            self._restore_signals()
 
     def _install_signals(self) -> None:
         def on_stop(signum: int, _frame: Any) -> None:
-            log.info("daemon.signal", signal=signal.Signals(signum).name)
+            name = signal.Signals(signum).name
+            if self.stop.is_set() and signum == signal.SIGINT:
+                # a second Ctrl-C: leave now (the ledger is crash-safe, the outbox covers the
+                # write in flight); a repeated SIGTERM just keeps the graceful stop going
+                os.write(2, b"syncd: second Ctrl-C, exiting without waiting\n")
+                os._exit(130)
+            self._signals.append(name)
             self.stop.set()
+            self._wake.set()
 
-        signal.signal(signal.SIGTERM, on_stop)
-        signal.signal(signal.SIGINT, on_stop)
-        signal.signal(signal.SIGHUP, lambda *_: self.reload_requested.set())
+        def on_hup(_signum: int, _frame: Any) -> None:
+            self.reload_requested.set()
+            self._wake.set()
+
+        for sig, handler in ((signal.SIGTERM, on_stop), (signal.SIGINT, on_stop)):
+            self._previous_handlers[sig] = signal.signal(sig, handler)
+        self._previous_handlers[signal.SIGHUP] = signal.signal(signal.SIGHUP, on_hup)
+
+    def _restore_signals(self) -> None:
+        for sig, handler in self._previous_handlers.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+        self._previous_handlers.clear()
 
     def _build_scheduler(self) -> BackgroundScheduler:
-        assert self.app is not None
         scheduler = BackgroundScheduler(
             timezone=UTC,
             executors={"default": ThreadPoolExecutor(max_workers=4)},
@@ -130,11 +226,20 @@ class Daemon:
         return scheduler
 
     def _schedule(self, scheduler: BackgroundScheduler) -> None:
+        """(Re)create one job per enabled stream; jobs of streams no longer enabled go away."""
         assert self.app is not None
+        wanted = self.app.enabled_streams()
+        for job in scheduler.get_jobs():
+            if job.id not in wanted:
+                job.remove()
         now = datetime.now(UTC)
-        for index, name in enumerate(self.app.enabled_streams()):
+        mono = time.monotonic()
+        with self._lock:
+            self.states = {name: self.states.get(name) or StreamState() for name in wanted}
+            for index, name in enumerate(wanted):
+                self.states[name].fired = mono + index * 2
+        for index, name in enumerate(wanted):
             settings = getattr(self.config.streams, name)
-            self.states.setdefault(name, StreamState())
             scheduler.add_job(
                 self._job,
                 "interval",
@@ -150,98 +255,234 @@ class Daemon:
 
     # -- the supervisor loop (main thread) ---------------------------------------------------
     def _supervise(self) -> None:
-        period = sdnotify.watchdog_period() or 5.0
-        period = min(period, 5.0)
-        while not self.stop.wait(period):
-            self.loop_beat = time.monotonic()
+        period = min(sdnotify.watchdog_period() or MAX_TICK, MAX_TICK)
+        next_tick = time.monotonic()  # first ping right after READY
+        while True:
+            self._wake.wait(max(0.0, next_tick - time.monotonic()))
+            self._wake.clear()
+            self._log_signals()
+            if self.stop.is_set():
+                return
             if self.reload_requested.is_set():
                 self.reload_requested.clear()
-                self._reload()
-            if self._healthy():
-                sdnotify.notify("WATCHDOG=1")
-            else:
-                log.error("daemon.stalled", detail="no progress; withholding the watchdog ping")
-            sdnotify.notify(f"STATUS={self.status_line()}")
+                try:
+                    self._reload()
+                except Exception as exc:  # the supervisor must outlive any reload problem
+                    log.exception("daemon.reload_failed", error=repr(exc))
+            now = time.monotonic()
+            if now >= next_tick:
+                next_tick = now + period
+                self._tick()
 
-    def _healthy(self) -> bool:
-        """Liveness: the scheduler runs and every running cycle has made recent progress."""
+    def _log_signals(self) -> None:
+        with self._lock:
+            pending, self._signals = self._signals, []
+        for name in pending:
+            if name.startswith("SIG"):
+                log.info("daemon.signal", signal=name)
+            else:
+                log.info("daemon.stop_requested", reason=name)
+
+    def _tick(self) -> None:
+        problem = self.liveness_problem()
+        if problem is None:
+            sdnotify.notify("WATCHDOG=1")
+            if self._stalled is not None:
+                log.warning(
+                    "daemon.recovered",
+                    was=self._stalled,
+                    stalled_for=round(time.monotonic() - self._stalled_since, 1),
+                )
+                self._stalled = None
+        elif self._stalled is None:
+            self._stalled = problem
+            self._stalled_since = time.monotonic()
+            log.error("daemon.stalled", reason=problem, detail="withholding the watchdog ping")
+        # the rest is housekeeping: a failure there is logged, never fatal to the supervisor
+        for step in (self._publish_status, self._close_apps, self._interrupt_stale_runs):
+            try:
+                step()
+            except Exception as exc:
+                log.exception("daemon.tick_step_failed", step=step.__name__, error=repr(exc))
+
+    def _publish_status(self) -> None:
+        sdnotify.notify(f"STATUS={self.status_line()}")
+
+    def liveness_problem(self) -> str | None:
+        """None when live; else why not (the scheduler is gone, a cycle or the timer hangs)."""
         if self.scheduler is None or not self.scheduler.running:
-            return False
+            return "the scheduler is not running"
         stall = self.config.syncd.stall_seconds
         now = time.monotonic()
         with self._lock:
-            return all(
-                state.running_since is None or now - state.heartbeat < stall
-                for state in self.states.values()
-            )
+            for name, state in self.states.items():
+                if state.running_since is not None:
+                    quiet = now - state.heartbeat
+                    if quiet > stall:
+                        return f"{name}: the running cycle made no progress for {quiet:.0f}s"
+                    continue
+                settings = getattr(self.config.streams, name)
+                overdue = now - state.fired - settings.interval_seconds - settings.jitter_seconds
+                if overdue > stall:
+                    return f"{name}: no cycle was started for {now - state.fired:.0f}s"
+        return None
 
     def status_line(self) -> str:
         parts = []
+        if self._stalled is not None:
+            parts.append(f"STALLED: {self._stalled}")
         with self._lock:
             for name, state in self.states.items():
+                last = state.last_status
+                if state.failures > 1:
+                    last += f" x{state.failures}"
+                if state.last_summary:
+                    last += f" {state.last_summary}"
+                if state.last_error and state.last_status != "ok":
+                    last += f" ({state.last_error[:120]})"
                 if state.running_since is not None:
-                    parts.append(f"{name}: running")
+                    parts.append(f"{name}: running (last: {last})")
                 else:
-                    parts.append(f"{name}: {state.last_status} {state.last_summary}".strip())
+                    parts.append(f"{name}: {last}")
         if self.app is not None:
             budget = self.app.budget_snapshot()
             parts.append(f"clickmaint budget {budget['used_in_window']}/{budget['limit']}")
-        return " | ".join(parts)
+        return " | ".join(parts) or "idle"
 
     def _reload(self) -> None:
+        """Swap in a new config; never waits for running cycles (they finish on the old one)."""
         try:
             config = load_config(self.config_path)
         except ConfigError as exc:
             log.error("daemon.reload_failed", error=str(exc), detail="keeping the running config")
             return
+        if (config.state_dir, config.ledger_path) != (
+            self.config.state_dir,
+            self.config.ledger_path,
+        ):
+            log.error(
+                "daemon.reload_failed",
+                error=f"state_dir/ledger_file changed to {config.ledger_path}",
+                detail="a different ledger needs a restart; keeping the running config",
+            )
+            return
+        try:
+            app = App(config)
+        except Exception as exc:  # pragma: no cover - App() only builds clients
+            log.error("daemon.reload_failed", error=repr(exc), detail="keeping the running config")
+            return
         assert self.scheduler is not None
-        self.scheduler.pause()
-        while any(s.running_since is not None for s in self.states.values()):
-            if self.stop.wait(0.5):
-                return
-        old_app = self.app
-        self.config = config
-        self.app = App(config)
-        for job in self.scheduler.get_jobs():
-            job.remove()
+        with self._lock:
+            old, self.app, self.config = self.app, app, config
+            if old is not None:
+                self._retired.append(old)
         self._schedule(self.scheduler)
-        self.scheduler.resume()
-        if old_app is not None:
-            old_app.close()
-        log.info("daemon.reloaded", source=config.source)
+        self._close_apps()
+        missing = [n for n in configured_streams(config) if n not in STREAMS]
+        log.info(
+            "daemon.reloaded",
+            source=config.source,
+            streams={n: getattr(config.streams, n).interval_seconds for n in app.enabled_streams()},
+            not_implemented=missing or None,
+        )
 
-    # -- jobs -------------------------------------------------------------------------------
+    def _close_apps(self, *, everything: bool = False) -> None:
+        """Close the HTTP clients of replaced Apps once no cycle uses them any more."""
+        with self._lock:
+            done = [a for a in self._retired if everything or not self._app_users.get(id(a))]
+            self._retired = [a for a in self._retired if a not in done]
+            if everything and self.app is not None:
+                done.append(self.app)
+        for app in done:
+            try:
+                app.close()
+            except Exception as exc:  # pragma: no cover - closing sockets
+                log.warning("daemon.close_failed", error=repr(exc))
+
+    def _interrupt_stale_runs(self) -> None:
+        """Mark runs left 'running' by dead processes as interrupted.
+
+        Only while no other process holds a stream lock: a live `sync --once`/`resync` owns
+        its stream's lock for its whole run, and its run row must stay 'running'.
+        """
+        if not self._stale_runs_pending or self.app is None:
+            return
+        held: list[FileLock] = []
+        try:
+            for name in STREAMS:
+                lock = stream_lock(self.config.state_dir, name)
+                try:
+                    lock.acquire()
+                except LockHeld:
+                    return  # retried on a later tick
+                held.append(lock)
+            ledger = self.app.open_ledger()
+            try:
+                interrupted = ledger.interrupt_stale_runs()
+            finally:
+                ledger.close()
+            self._stale_runs_pending = False
+            if interrupted:
+                log.warning("daemon.previous_runs_interrupted", count=interrupted)
+        finally:
+            for lock in held:
+                lock.release()
+
+    # -- jobs (scheduler threads) -------------------------------------------------------------
     def _job(self, name: str) -> None:
-        assert self.app is not None
         if self.stop.is_set():
             return
-        app = self.app
-        state = self.states.setdefault(name, StreamState())
-        lock = stream_lock(self.config.state_dir, name)
+        with self._lock:
+            state = self.states.get(name)
+            app = self.app
+            if state is None or app is None:
+                return  # the stream was disabled by a reload
+            state.fired = time.monotonic()
+            self._app_users[id(app)] = self._app_users.get(id(app), 0) + 1
+        try:
+            self._cycle(name, app, state)
+        except Exception as exc:
+            log.exception("cycle.job_failed", stream=name)
+            with self._lock:
+                state.last_status = "error"
+                state.last_error = f"{type(exc).__name__}: {exc}"
+                state.last_summary = datetime.now(UTC).strftime("%H:%M:%S")
+                state.failures += 1
+        finally:
+            with self._lock:
+                state.running_since = None
+                self._app_users[id(app)] -= 1
+                if not self._app_users[id(app)]:
+                    del self._app_users[id(app)]
+
+    def _cycle(self, name: str, app: App, state: StreamState) -> None:
+        lock = stream_lock(app.config.state_dir, name)
         try:
             lock.acquire()
         except LockHeld as exc:
             log.info("cycle.skipped", stream=name, reason=str(exc))
             return
-        ledger = app.open_ledger()
-        with self._lock:
-            state.running_since = time.monotonic()
-            state.heartbeat = time.monotonic()
-
-        def beat() -> None:
-            state.heartbeat = time.monotonic()
-
         try:
-            rt = app.runtime(ledger, stop=self.stop, heartbeat=beat)
-            report = app.stream(name, rt).run()
             with self._lock:
+                state.running_since = state.heartbeat = time.monotonic()
+
+            def beat() -> None:
+                state.heartbeat = time.monotonic()
+
+            ledger = app.open_ledger()
+            try:
+                rt = app.runtime(ledger, stop=self.stop, heartbeat=beat)
+                report = app.stream(name, rt).run()
+            finally:
+                ledger.close()
+            with self._lock:
+                state.cycles += 1
                 state.last_status = report.status
+                state.last_error = report.error
                 state.last_end = time.monotonic()
                 state.last_summary = _short(report)
+                state.failures = state.failures + 1 if report.status == "failed" else 0
         finally:
-            with self._lock:
-                state.running_since = None
-            ledger.close()
             lock.release()
 
     def _on_event(self, event: JobEvent) -> None:
@@ -250,14 +491,22 @@ class Daemon:
         elif event.code == EVENT_JOB_MISSED:
             log.warning("job.missed", job=event.job_id)
         elif event.code == EVENT_JOB_MAX_INSTANCES:
-            log.warning("job.still_running", job=event.job_id, detail="previous cycle not finished")
+            log.info("job.still_running", job=event.job_id, detail="previous cycle not finished")
+
+
+def _fatal(code: int, event: str, message: str) -> int:
+    """A start-up problem a restart cannot fix: one log event, one stderr line."""
+    log.error(event, error=message)
+    sdnotify.notify(f"STATUS=failed: {message}")
+    print(f"syncd: {message}", file=sys.stderr, flush=True)
+    return code
 
 
 def _short(report: CycleReport) -> str:
     interesting = {
         k: v
         for k, v in report.counts.items()
-        if not k.startswith(("unchanged", "echo", "cm_pages"))
+        if v and not k.startswith(("unchanged", "echo", "cm_pages"))
     }
     at = datetime.now(UTC).strftime("%H:%M:%S")
     return f"{at} " + (
@@ -275,14 +524,13 @@ def _one_shot(
     progress: Callable[[str, int, int | None], None] | None,
     options: dict[str, Any],
 ) -> list[CycleReport]:
+    for name in streams:
+        if name not in STREAMS:
+            raise KeyError(name)
     app = App(config)
     names = streams or app.enabled_streams()
-    for name in names:
-        if name not in {"work_orders", "part_usage", "requests"}:
-            raise KeyError(name)
     stop = threading.Event()
-    previous = signal.getsignal(signal.SIGTERM)
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    restore = _cooperative_signals(stop)
     reports: list[CycleReport] = []
     try:
         for name in names:
@@ -295,21 +543,54 @@ def _one_shot(
                     ledger.close()
                 continue
             lock = stream_lock(config.state_dir, name)
-            with lock.held(wait=WAIT_FOR_DAEMON_CYCLE):
+            try:
+                lock.acquire()
+            except LockHeld as exc:
+                # the daemon is in the middle of a cycle of this stream: wait for it
+                log.info("sync.waiting_for_lock", stream=name, holder=str(exc))
+                try:
+                    lock.acquire(wait=WAIT_FOR_DAEMON_CYCLE, stop=stop)
+                except LockHeld:
+                    if stop.is_set():
+                        break
+                    raise
+            try:
                 ledger = app.open_ledger()
                 try:
                     rt = app.runtime(ledger, stop=stop, progress=progress)
                     reports.append(app.stream(name, rt).run(kind=kind, **options))
                 finally:
                     ledger.close()
+            finally:
+                lock.release()
             if stop.is_set():
                 break
     except KeyboardInterrupt:
         stop.set()
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        restore()
         app.close()
     return reports
+
+
+def _cooperative_signals(stop: threading.Event) -> Callable[[], None]:
+    """SIGTERM and a first Ctrl-C end the run after the record in hand (a second Ctrl-C
+    interrupts at once).  Only the main thread can install handlers; elsewhere a no-op."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        if signum == signal.SIGINT and stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in _STOP_SIGNALS}
+
+    def restore() -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+
+    return restore
 
 
 def run_once(
@@ -333,7 +614,13 @@ def run_resync(
     dry_run: bool = False,
     progress: Callable[[str, int, int | None], None] | None = None,
 ) -> list[CycleReport]:
-    options = {"full": full, "since": since, "prefer": prefer, "rebaseline": rebaseline}
+    options = {
+        "full": full,
+        "since": since,
+        "prefer": prefer,
+        "rebaseline": rebaseline,
+        "include_closed": True,  # a resync also re-reads closed OTs
+    }
     return _one_shot(
         config, streams, dry_run=dry_run, kind="resync", progress=progress, options=options
     )

@@ -178,6 +178,9 @@ class Stream:
                 report.status = "failed"
                 report.error = f"{type(exc).__name__}: {exc}"
                 self.log.exception("cycle.crashed")
+            except BaseException:
+                report.status = "interrupted"  # Ctrl-C: recorded, then re-raised
+                raise
             finally:
                 self.rt.set_deadline(None)
                 report.cm_requests = self.rt.cm_request_count() - cm_before

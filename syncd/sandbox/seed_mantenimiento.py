@@ -68,6 +68,8 @@ def seed_mantenimiento(
         now = sim.clock.now().replace(microsecond=0)
         _seed_catalogue(sim)
         people = _seed_people(sim)
+        if not sim.ots:
+            sim._bump_sequence("ot", FIRST_OT_ID - 1)  # every seeded OT id is >= 1000
         from_avisos = min(ots, round(avisos * 0.3))
         _seed_ots(sim, rng, now, people, ots - from_avisos)
         _seed_avisos(sim, rng, now, people, avisos, from_avisos)

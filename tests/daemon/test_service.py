@@ -1,0 +1,228 @@
+"""Fast in-process tests of the daemon's supervisor rules, locks and sd_notify helper."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from structlog.testing import capture_logs
+
+from syncd import sdnotify
+from syncd.app import App
+from syncd.config import Config, load_config
+from syncd.locks import FileLock, LockHeld, stream_lock
+from syncd.sandbox.launch import config_text
+from syncd.service import Daemon, StreamState, run_once
+
+from .procs import wait_until
+
+
+@pytest.fixture
+def config_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    creds = tmp_path / "credentials"
+    creds.mkdir()
+    (creds / "clickmaint-api-key").write_text("key")
+    (creds / "mantenimiento-password").write_text("secret")
+    for name in list(os.environ):
+        if name.startswith("SYNCD_") or name in ("NOTIFY_SOCKET", "WATCHDOG_USEC"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+    path = tmp_path / "config.toml"
+    text = config_text("http://127.0.0.1:9/api/v1", "http://127.0.0.1:9", tmp_path / "state")
+    text = text.replace(
+        "[streams.work_orders]\ninterval_seconds = 15\njitter_seconds = 1",
+        "[streams.work_orders]\ninterval_seconds = 0.2\njitter_seconds = 0",
+    )
+    for stream in ("part_usage", "requests"):
+        text = text.replace(f"[streams.{stream}]\n", f"[streams.{stream}]\nenabled = false\n")
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture
+def config(config_path: Path) -> Config:
+    return load_config(config_path)
+
+
+def _running_scheduler() -> Any:
+    return SimpleNamespace(running=True)
+
+
+# -- liveness ---------------------------------------------------------------------------------
+def test_liveness_rules(config: Config) -> None:
+    daemon = Daemon(config)
+    assert daemon.liveness_problem() == "the scheduler is not running"
+    daemon.scheduler = _running_scheduler()
+    now = time.monotonic()
+    daemon.states = {"work_orders": StreamState(fired=now)}
+    assert daemon.liveness_problem() is None  # idle, started on time
+
+    stall = config.syncd.stall_seconds
+    daemon.states["work_orders"] = StreamState(running_since=now - 2 * stall, heartbeat=now - 1)
+    assert daemon.liveness_problem() is None  # a long cycle is fine while it makes progress
+
+    daemon.states["work_orders"].heartbeat = now - stall - 1
+    problem = daemon.liveness_problem()
+    assert problem is not None and "made no progress" in problem
+
+    # idle, but the scheduler has not started it for far longer than interval + stall
+    daemon.states["work_orders"] = StreamState(fired=now - stall - 60)
+    problem = daemon.liveness_problem()
+    assert problem is not None and "no cycle was started" in problem
+
+
+def test_status_line_shows_the_last_error_while_the_next_cycle_runs(config: Config) -> None:
+    daemon = Daemon(config)
+    daemon.states = {
+        "work_orders": StreamState(
+            last_status="failed",
+            failures=3,
+            last_summary="12:00:00 no changes",
+            last_error="mantenimiento: cannot connect",
+            running_since=time.monotonic(),
+        )
+    }
+    line = daemon.status_line()
+    assert "work_orders: running (last: failed x3" in line
+    assert "cannot connect" in line
+
+
+# -- reload --------------------------------------------------------------------------------
+def test_reload_refuses_a_different_ledger_and_a_broken_file(
+    config: Config, config_path: Path
+) -> None:
+    daemon = Daemon(config)
+    original = config_path.read_text()
+    config_path.write_text(original.replace('/state"', '/elsewhere"', 1))
+    with capture_logs() as logs:
+        daemon._reload()
+    assert daemon.config is config
+    assert [e["event"] for e in logs] == ["daemon.reload_failed"]
+    assert "needs a restart" in logs[0]["detail"]
+
+    config_path.write_text(original.replace("entity_id = 1", "entity_id = 0"))
+    with capture_logs() as logs:
+        daemon._reload()
+    assert daemon.config is config
+    assert logs[0]["event"] == "daemon.reload_failed"
+    assert "clickmaint.entity_id" in logs[0]["error"]
+
+
+# -- job exceptions ----------------------------------------------------------------------------
+def test_a_job_that_raises_never_stops_the_scheduler(
+    config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[float] = []
+
+    def broken_stream(self: App, name: str, rt: Any) -> Any:
+        calls.append(time.monotonic())
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(App, "stream", broken_stream)
+    daemon = Daemon(config)
+    result: list[str] = []
+
+    def watch() -> None:
+        wait_until(lambda: len(calls) >= 3, 15, "three failing cycles")
+        result.append(daemon.status_line())
+        daemon.request_stop("test")
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    with capture_logs() as logs:
+        code = daemon.run()  # main thread: signals work as in `syncd run`
+    watcher.join(timeout=5)
+    assert code == 0
+    assert len(calls) >= 3
+    assert "work_orders: error" in result[0] and "boom" in result[0]
+    failures = [e for e in logs if e["event"] == "cycle.job_failed"]
+    assert len(failures) >= 3
+    assert [e["event"] for e in logs][-1] == "daemon.stopped"
+
+
+def test_an_unusable_ledger_is_one_line_and_exit_65(config: Config, capsys: Any) -> None:
+    config.ledger_path.parent.mkdir(parents=True)
+    config.ledger_path.write_bytes(b"this is not sqlite" * 300)
+    with capture_logs():
+        assert Daemon(config).run() == 65
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("syncd: ledger ") and "not a database" in err[0]
+
+
+# -- one-shot runs ------------------------------------------------------------------------------
+def test_one_shot_rejects_an_unknown_stream_before_locking(config: Config) -> None:
+    with pytest.raises(KeyError):
+        run_once(config, streams=["no_such_stream"])
+    assert not (config.state_dir / "stream-no_such_stream.lock").exists()
+
+
+# -- locks ------------------------------------------------------------------------------------
+def test_lock_wait_ends_when_stop_is_set(tmp_path: Path) -> None:
+    holder = stream_lock(tmp_path, "work_orders")
+    holder.acquire()
+    try:
+        stop = threading.Event()
+        threading.Timer(0.3, stop.set).start()
+        started = time.monotonic()
+        with pytest.raises(LockHeld, match=f"held by pid {os.getpid()}"):
+            stream_lock(tmp_path, "work_orders").acquire(wait=30, stop=stop)
+        assert time.monotonic() - started < 5
+        with pytest.raises(RuntimeError):
+            holder.acquire()
+    finally:
+        holder.release()
+    with stream_lock(tmp_path, "work_orders").held():
+        pass
+
+
+def test_a_lock_left_by_a_dead_process_is_taken_over(tmp_path: Path) -> None:
+    lock = FileLock(tmp_path / "instance.lock", "test")
+    (tmp_path / "instance.lock").write_text("999999999")  # no such pid
+    with capture_logs() as logs:
+        lock.acquire()
+    lock.release()
+    assert [e["event"] for e in logs] == ["lock.stale_taken_over"]
+    assert logs[0]["dead_pid"] == "999999999"
+
+
+# -- sd_notify ---------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("usec", "pid", "expected"),
+    [
+        ("2000000", None, 1.0),
+        ("2000000", "self", 1.0),
+        ("2000000", "1", None),  # meant for another process
+        ("0", None, None),  # no busy loop on a zero
+        ("junk", None, None),
+        (None, None, None),
+    ],
+)
+def test_watchdog_period(
+    monkeypatch: pytest.MonkeyPatch, usec: str | None, pid: str | None, expected: float | None
+) -> None:
+    for name, value in (("WATCHDOG_USEC", usec), ("WATCHDOG_PID", pid)):
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, str(os.getpid()) if value == "self" else value)
+    assert sdnotify.watchdog_period() == expected
+
+
+def test_notify_abstract_socket_and_no_socket(monkeypatch: pytest.MonkeyPatch) -> None:
+    name = f"syncd-test-{os.getpid()}-{time.monotonic_ns()}"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind("\0" + name)
+        sock.settimeout(2)
+        monkeypatch.setenv("NOTIFY_SOCKET", "@" + name)
+        assert sdnotify.notify("READY=1", "STATUS=ok")
+        assert sock.recv(1024) == b"READY=1\nSTATUS=ok"
+    monkeypatch.setenv("NOTIFY_SOCKET", "@nobody-listens-here")
+    assert sdnotify.notify("WATCHDOG=1") is False
+    monkeypatch.delenv("NOTIFY_SOCKET")
+    assert sdnotify.notify("WATCHDOG=1") is False
