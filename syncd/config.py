@@ -79,7 +79,9 @@ class GeneralSection(_Section):
     log_format: Literal["auto", "json", "console"] = "auto"
     #: `status` reports unhealthy when a stream has had no successful cycle for this many intervals
     unhealthy_after_intervals: PositiveInt = 3
-    #: seconds between watchdog checks of the scheduler loop (systemd WatchdogSec drives pings)
+    #: a running cycle that shows no progress for this long is considered hung: the watchdog
+    #: pings stop (systemd then restarts the service).  Waiting for the rate budget and retry
+    #: back-off count as progress.
     stall_seconds: PositiveFloat = 600.0
 
 
@@ -94,7 +96,7 @@ class ClickMaintSection(_Section):
     #: never use more than this many requests per window, whatever the server advertises
     rate_limit_ceiling: PositiveInt | None = None
     per_page: PositiveInt = 100
-    lookback_seconds: Annotated[int, Field(ge=0)] = 120
+    lookback_seconds: Annotated[int, Field(ge=0)] = 30
     lag_seconds: Annotated[int, Field(ge=0)] = 5
     capability_ttl_hours: PositiveFloat = 24.0
     #: status name -> id, for writes (there is no status list endpoint; see docs/mapping.md)
@@ -143,6 +145,9 @@ class MantenimientoSection(_Section):
     first_ot_id: PositiveInt = 1
     #: ubicacion used for OTs created from Click Maint when no location/asset maps to one
     default_ubicacion_id: int | None = None
+    #: open linked OTs are re-read every N cycles (1 = every cycle; raise it for very large
+    #: installations where one pass over every open OT takes longer than the interval)
+    open_reread_every: PositiveInt = 1
     #: closed (REALIZADA/CANCELADA) linked OTs are re-read every N cycles instead of every cycle
     closed_reread_every: PositiveInt = 10
 

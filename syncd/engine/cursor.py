@@ -179,8 +179,9 @@ class WorkOrderScan:
         """Read every record stamped `second` with offset pages, until a pass is clean.
 
         Nothing new can enter a second that is behind the horizon; records can only leave it
-        (an edit gives them a newer stamp), which shifts the offsets.  So passes repeat until
-        one adds nothing while `total` stayed put; `self._tie_ok` is False if that never came.
+        (an edit gives them a newer stamp), which shifts the offsets and lowers `total`.  A pass
+        during which `total` did not move is therefore complete; otherwise read again (already
+        seen ids are skipped).  `self._tie_ok` is False if no pass was ever clean.
         """
         seen: set[Any] = set()
         self._tie_ok = False
@@ -206,7 +207,8 @@ class WorkOrderScan:
                 if not page.items or page_no >= page.total_pages:
                     break
                 page_no += 1
-            if added == 0 and len(totals) == 1:
+            if len(totals) == 1:
+                # nobody left the second while we read it, so no offset shifted: complete
                 self._tie_ok = True
                 break
         self.report.notes.append(f"{len(seen)} records share updated_at {second}")

@@ -40,6 +40,18 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
 
 
+def _alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _loads(text: str | None) -> Any:
     if text is None:
         return None
@@ -125,6 +137,7 @@ class Ledger:
             mt_open=bool(row["mt_open"]),
             dirty=bool(row["dirty"]),
             origin=row["origin"],
+            marker=row.get("marker", "") or "",
             created_at=row["created_at"],
             updated_at=row["updated_at"],
         )
@@ -149,8 +162,8 @@ class Ledger:
             """
             INSERT INTO links (stream, cm_id, mt_id, base_cm, base_mt, cm_seen, mt_seen, cm_hash,
                                mt_hash, cm_updated_at, mt_read_at, state, mt_open, dirty, origin,
-                               created_at, updated_at)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                               marker, created_at, updated_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             ON CONFLICT (stream, cm_id) DO UPDATE SET
                 mt_id = excluded.mt_id, base_cm = excluded.base_cm, base_mt = excluded.base_mt,
                 cm_seen = excluded.cm_seen, mt_seen = excluded.mt_seen,
@@ -158,6 +171,7 @@ class Ledger:
                 cm_updated_at = excluded.cm_updated_at, mt_read_at = excluded.mt_read_at,
                 state = excluded.state,
                 mt_open = excluded.mt_open, dirty = excluded.dirty, origin = excluded.origin,
+                marker = excluded.marker,
                 updated_at = excluded.updated_at
             """,
             (
@@ -176,6 +190,7 @@ class Ledger:
                 int(link.mt_open),
                 int(link.dirty),
                 link.origin,
+                link.marker,
                 link.created_at,
                 link.updated_at,
             ),
@@ -189,8 +204,11 @@ class Ledger:
         state: str | None = "active",
         mt_open: bool | None = None,
         dirty: bool | None = None,
+        chunk: int = 500,
     ) -> Iterator[Link]:
-        sql = "SELECT * FROM links WHERE stream = ?"
+        """Links in insertion order, read in chunks: memory stays flat however many there are,
+        and callers may update links while iterating."""
+        sql = "SELECT rowid AS _rowid, * FROM links WHERE stream = ? AND rowid > ?"
         params: list[Any] = [stream]
         if state is not None:
             sql += " AND state = ?"
@@ -201,10 +219,17 @@ class Ledger:
         if dirty is not None:
             sql += " AND dirty = ?"
             params.append(int(dirty))
-        sql += " ORDER BY CAST(mt_id AS INTEGER)"
-        # materialise: callers write to the ledger while iterating
-        for row in list(self._rows(sql, params)):
-            yield self._link(row)
+        sql += " ORDER BY rowid LIMIT ?"
+        last = 0
+        while True:
+            rows = list(self._rows(sql, [params[0], last, *params[1:], chunk]))
+            if not rows:
+                return
+            for row in rows:
+                last = row.pop("_rowid")
+                yield self._link(row)
+            if len(rows) < chunk:
+                return
 
     def count_links(self, stream: str | None = None, state: str | None = None) -> int:
         sql = "SELECT COUNT(*) FROM links WHERE 1=1"
@@ -652,13 +677,17 @@ class Ledger:
         )
 
     def interrupt_stale_runs(self, pid: int | None = None) -> int:
-        """Runs left 'running' by a process that died are marked interrupted."""
-        cursor = self._write(
-            "UPDATE runs SET status = 'interrupted', ended_at = ? WHERE status = 'running' "
-            "AND (pid IS NULL OR pid != ?)",
-            (utcnow(), pid if pid is not None else os.getpid()),
-        )
-        return cursor.rowcount
+        """Runs left 'running' by a process that no longer exists are marked interrupted."""
+        me = pid if pid is not None else os.getpid()
+        rows = list(self._rows("SELECT run_id, pid FROM runs WHERE status = 'running'"))
+        dead = [r["run_id"] for r in rows if r["pid"] != me and not _alive(r["pid"])]
+        with self.transaction():
+            for run_id in dead:
+                self.db.execute(
+                    "UPDATE runs SET status = 'interrupted', ended_at = ? WHERE run_id = ?",
+                    (utcnow(), run_id),
+                )
+        return len(dead)
 
     @staticmethod
     def _run(row: dict[str, Any]) -> Run:

@@ -1,0 +1,188 @@
+"""Both simulators in a process of their own, driven by the benchmark over a pipe.
+
+Why a separate process: the benchmarks measure syncd's peak RSS and wall time.  Simulators
+holding thousands of records in the same interpreter would inflate the RSS and compete with
+syncd for the GIL, which the real servers never do.  The simulators still serve real loopback
+sockets (`start_sandbox`); the pipe only carries the "UI user" actions (edits made directly in
+the simulator, no HTTP) and the server-side request counters.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import _support  # noqa: F401  (makes `syncd` importable in the spawned child as well)
+
+
+@dataclass(frozen=True)
+class SimOptions:
+    directory: Path
+    work_orders: int
+    ots: int
+    #: ClickMaintVariant fields (per_page_cap, rate_limit, rate_window, ...)
+    variant: dict[str, Any]
+    #: Click Maint clock skew in seconds at start (negative = stamps in the past)
+    cm_skew: float = 0.0
+
+
+class SimHost:
+    """Parent-side handle: `call(command, **args)` runs one command in the simulator process."""
+
+    def __init__(self, options: SimOptions) -> None:
+        self.options = options
+        ctx = mp.get_context("spawn")  # a fresh interpreter: nothing inherited from the parent
+        self._conn, child = ctx.Pipe()
+        self._process = ctx.Process(target=_serve, args=(child, options), name="simulators")
+        self.info: dict[str, Any] = {}
+
+    def __enter__(self) -> SimHost:
+        self._process.start()
+        self.info = self._reply()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def call(self, command: str, **args: Any) -> Any:
+        self._conn.send((command, args))
+        return self._reply()
+
+    def _reply(self) -> Any:
+        if not self._conn.poll(600):
+            raise TimeoutError("the simulator process did not answer within 10 minutes")
+        try:
+            ok, value = self._conn.recv()
+        except EOFError:
+            raise RuntimeError("the simulator process died (see its traceback above)") from None
+        if not ok:
+            raise RuntimeError(f"simulator process failed:\n{value}")
+        return value
+
+    def stop(self) -> None:
+        if self._process.is_alive():
+            try:
+                self._conn.send(("stop", {}))
+                self._conn.poll(10)
+            except (BrokenPipeError, OSError):
+                pass
+            self._process.join(timeout=10)
+        if self._process.is_alive():
+            self._process.terminate()
+            self._process.join(timeout=5)
+
+
+# -- the simulator process ------------------------------------------------------------------
+def _serve(conn: Connection, options: SimOptions) -> None:
+    from syncd.sandbox.clickmaint_sim import ClickMaintVariant
+    from syncd.sandbox.launch import start_sandbox
+
+    try:
+        box = start_sandbox(
+            directory=options.directory,
+            work_orders=options.work_orders,
+            ots=options.ots,
+            avisos=0,
+            requests=0,
+            variant=ClickMaintVariant(**options.variant),
+        )
+        box.cm.clock.set_skew(options.cm_skew)
+    except Exception:
+        conn.send((False, traceback.format_exc()))
+        return
+    handlers = _handlers(box)
+    conn.send((True, {"cm_url": box.cm_url, "mt_url": box.mt_url}))
+    try:
+        while True:
+            command, args = conn.recv()
+            if command == "stop":
+                conn.send((True, None))
+                return
+            try:
+                conn.send((True, handlers[command](**args)))
+            except Exception:
+                conn.send((False, traceback.format_exc()))
+    except EOFError:
+        return  # the parent went away
+    finally:
+        box.stop()
+
+
+def _handlers(box: Any) -> dict[str, Callable[..., Any]]:
+    cm, mt = box.cm, box.mt
+
+    def cm_variant(**values: Any) -> dict[str, Any]:
+        cm.variant.update(values)
+        cm.reset_rate_limits()
+        return {k: getattr(cm.variant, k) for k in values}
+
+    def cm_skew(seconds: float) -> None:
+        cm.clock.set_skew(seconds)
+
+    def reset_logs() -> None:
+        cm.log.reset()
+        mt.log.reset()
+        cm.reset_rate_limits()
+
+    def logs() -> dict[str, Any]:
+        out = {}
+        for name, sim in (("cm", cm), ("mt", mt)):
+            snap = sim.log.snapshot()
+            snap.pop("recent", None)
+            out[name] = snap
+        return out
+
+    def work_order_ids() -> dict[str, int]:
+        """Count and sum of entity 1's ids: lets the pager prove it saw each one exactly once."""
+        with cm.lock:
+            ids = [w["id"] for w in cm.work_orders.values() if w["entity_id"] == 1]
+        return {"count": len(ids), "sum": sum(ids)}
+
+    def change_cm_titles(ids: list[int], tag: str, spread: float = 0.0) -> int:
+        """A planner renames work orders in the Click Maint web app.
+
+        With `spread`, the edits are stamped evenly over the last `spread` seconds (by skewing
+        the simulator's clock per edit) instead of all within the same second or two.
+        """
+        for index, wo_id in enumerate(ids):
+            if spread:
+                cm.clock.set_skew(-spread * (1 - index / len(ids)))
+            title = cm.work_orders[wo_id]["title"]
+            cm.update_work_order(wo_id, {"title": f"{title[:60]} [{tag}]"})
+        cm.clock.set_skew(0.0)
+        return len(ids)
+
+    def change_mt_notes(ids: list[int], tag: str) -> int:
+        """A technician edits the notes of OTs in mantenimiento's admin."""
+        for ot_id in ids:
+            mt.update_ot(ot_id, notas=f"Revisado en planta [{tag}]")
+        return len(ids)
+
+    def verify(cm_changed: list[list[int]], mt_changed: list[list[int]], tag: str) -> dict:
+        """How many changes arrived on the other side (pairs are [cm_id, mt_id])."""
+        with cm.lock, mt.lock:
+            to_mt = sum(
+                f"[{tag}]" in (mt.render_detail(mt.ots[ot_id])["descripcion"] or "")
+                for _wo_id, ot_id in cm_changed
+            )
+            to_cm = sum(
+                f"[{tag}]" in (cm.work_orders[wo_id].get("description") or "")
+                for wo_id, _ot_id in mt_changed
+            )
+        return {"to_mt": to_mt, "to_cm": to_cm}
+
+    return {
+        "cm_variant": cm_variant,
+        "cm_skew": cm_skew,
+        "reset_logs": reset_logs,
+        "logs": logs,
+        "work_order_ids": work_order_ids,
+        "change_cm_titles": change_cm_titles,
+        "change_mt_notes": change_mt_notes,
+        "verify": verify,
+    }
