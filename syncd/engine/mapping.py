@@ -48,6 +48,13 @@ class Untranslatable(Exception):
     """This value has no counterpart on the other side (e.g. an asset without a mapping)."""
 
 
+def with_marker(text: str, marker: str) -> str:
+    """`text` with the link's marker as its last line (the marker survives later writes)."""
+    if not marker:
+        return text
+    return f"{text}\n\n{marker}" if text else marker
+
+
 def parse_iso(value: Any, what: str) -> datetime | None:
     if value in (None, ""):
         return None
@@ -186,7 +193,9 @@ class WorkOrderMapping:
         if not isinstance(descripcion, str) or not isinstance(notas, str):
             raise MappingError("descripcion/notas are not text")
         codigo = ot.get("codigo") or f"OT #{ot['id']}"
-        marker = find_marker(descripcion)
+        # a create carries its marker in the title; afterwards syncd keeps it in notas
+        title_marker = find_marker(descripcion)
+        marker = title_marker or find_marker(notas)
         title = strip_marker(descripcion) or str(codigo)
         activos = ot.get("activos") or []
         if not isinstance(activos, list):
@@ -199,7 +208,7 @@ class WorkOrderMapping:
             raise MappingError("ubicacion_id is not an integer")
         return {
             "title": title,
-            "description": notas.rstrip(),
+            "description": strip_marker(notas).rstrip(),
             "status": estado,
             "priority": prioridad,
             "type": tipo,
@@ -211,6 +220,7 @@ class WorkOrderMapping:
             "_codigo": codigo,
             "_aviso_id": _aviso_of(ot.get("rutina")),
             "_marker": marker.__dict__ if marker else None,
+            "_title_marker": title_marker is not None,
         }
 
     # -- translation --------------------------------------------------------------------

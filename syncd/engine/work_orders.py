@@ -33,10 +33,17 @@ from ..systems.errors import (
     Unavailable,
 )
 from .cursor import Query, WorkOrderScan, choose_strategy
-from .mapping import MappingError, WorkOrderMapping, iso_z, parse_iso
+from .mapping import MappingError, WorkOrderMapping, iso_z, parse_iso, with_marker
 from .merge import MANTENIMIENTO, Resolution, advance_base, merge
 from .plan import Origin, cm_scope, deletion_guard, mt_scope, origin_of
-from .records import WORK_ORDER_FIELDS, Marker, Snapshot, merged_view, snapshot_hash
+from .records import (
+    WORK_ORDER_FIELDS,
+    Marker,
+    Snapshot,
+    find_marker,
+    merged_view,
+    snapshot_hash,
+)
 from .run import FATAL_REMOTE, CycleReport, MappingChanged, Runtime, Stream
 
 CLOSED_ESTADOS = ("REALIZADA", "CANCELADA")
@@ -87,17 +94,92 @@ class WorkOrderSync(Stream):
             self.ledger.set_meta("wo_cycle_no", cycle_no)
         self._resume_outbox()
         caps = self.cm_capabilities()
+        if self._ledger_is_new() and not self.rt.dry_run:
+            self._relink(caps)
         self._scan_clickmaint(caps, full=full, since=since)
         self._discover_mantenimiento(full=full)
-        self._reread_mantenimiento(
-            include_closed=self._resync
-            or include_closed
-            or cycle_no % self.config.mantenimiento.closed_reread_every == 0
+        mt_cfg = self.config.mantenimiento
+        include_closed = (
+            self._resync or include_closed or cycle_no % mt_cfg.closed_reread_every == 0
         )
+        if include_closed or cycle_no % mt_cfg.open_reread_every == 0:
+            self._reread_mantenimiento(include_closed=include_closed)
         self._process_dirty()
         self._retry_quarantine()
         if not self._resync:
             self._reconcile_deletions(force=False)
+
+    def _ledger_is_new(self) -> bool:
+        return (
+            self.ledger.count_links(self.name) == 0
+            and self.ledger.get_cursor(self.name, "cm_watermark") is None
+            and self.ledger.get_cursor(self.name, "mt_high_water") is None
+        )
+
+    def _relink(self, caps: Capabilities) -> None:
+        """A new (or lost, or replaced) ledger: first link what syncd created earlier.
+
+        Every record syncd ever created still carries the marker naming its source (in the
+        OT's notas, or the work order's description).  Before anything can be created, both
+        sides are read once and every marked record is linked to its source, so a lost ledger
+        costs one extra full read, never a duplicate.  On a genuinely first run this pass finds
+        nothing and only costs the reads.
+        """
+        assert self.report is not None
+        marked_ots: dict[str, dict[str, Any]] = {}  # cm id -> the OT created from it
+        misses, ot_id = 0, self.config.mantenimiento.first_ot_id
+        while misses < self.config.mantenimiento.probe_gap:
+            self.rt.check_stop()
+            try:
+                ot = self.mt.get_ot(ot_id)
+            except RECORD_ERRORS:
+                ot = None
+                misses = 0
+            if ot is None:
+                misses += 1
+            else:
+                misses = 0
+                marker = _marker_of(self.mapping, ot, "mt")
+                if marker is not None and marker.source_side == "cm":
+                    marked_ots[marker.source_id] = ot
+            ot_id += 1
+        scan = WorkOrderScan(
+            lambda q: self.cm.list_page(
+                "/work_orders", page=q.page, per_page=q.per_page, sort=q.sort, filters=q.filters
+            ),
+            strategy=choose_strategy(caps),
+            watermark=None,
+            per_page=max(1, min(self.config.clickmaint.per_page, caps.per_page_cap)),
+            lookback_seconds=0,
+            horizon=self._cm_now(),
+        )
+        for batch in scan:
+            for raw in batch.items:
+                self.rt.check_stop()
+                cm_id = str(raw.get("id"))
+                marker = _marker_of(self.mapping, raw, "cm")
+                try:
+                    if marker is not None and marker.source_side == "mt":
+                        if self.ledger.get_link(self.name, mt_id=marker.source_id) is None:
+                            self._claim_ours(marker, cm=self.mapping.from_cm(raw))
+                    elif (
+                        cm_id in marked_ots and self.ledger.get_link(self.name, cm_id=cm_id) is None
+                    ):
+                        ot = marked_ots[cm_id]
+                        marker = _marker_of(self.mapping, ot, "mt")
+                        assert marker is not None
+                        intent = self.ledger.add_intent(
+                            stream=self.name,
+                            op="create",
+                            source_side="cm",
+                            source_id=cm_id,
+                            target_side="mt",
+                            token=marker.token,
+                        )
+                        self._adopt(intent, cm_raw=raw, mt_raw=ot)
+                except RECORD_ERRORS as exc:
+                    self._record_failure("cm", cm_id, exc)
+        self.report.counts["relink_pages"] += scan.report.pages
 
     def _check_fingerprint(self, rebaseline: bool) -> None:
         current = self.config.mapping_fingerprint()
@@ -251,6 +333,7 @@ class WorkOrderSync(Stream):
             mt_open=mt_snap.get("status") not in CLOSED_ESTADOS,
             dirty=True,
             origin=f"adopted-{intent.source_side}",
+            marker=Marker(intent.source_side, intent.source_id, intent.token).text(),
         )
         with self.ledger.transaction():
             self.ledger.save_link(link)
@@ -550,9 +633,8 @@ class WorkOrderSync(Stream):
         assert self.report is not None
         missing: list[Link] = []
         reads_ok = 0
-        links = list(self.ledger.iter_links(self.name, state="active"))
-        total = len(links)
-        for index, link in enumerate(links):
+        total = self.ledger.count_links(self.name, "active")
+        for index, link in enumerate(self.ledger.iter_links(self.name, state="active")):
             if link.mt_id in self._touched:
                 continue
             if not link.mt_open and not include_closed and not link.dirty:
@@ -695,8 +777,18 @@ class WorkOrderSync(Stream):
             ages=self._ages(cm, mt_previous_read),
             force=self._prefer if self._resync else None,
         )
-        if mt.get("_marker") and "title" not in plan.to_mt and "title" not in plan.hold:
-            plan.to_mt["title"] = self.mapping.to_mt("title", cm.get("title", mt["title"]))
+        if mt.get("_title_marker") and "title" not in plan.hold:
+            # right after a create: move the marker out of the title and into notas
+            plan.to_mt.setdefault(
+                "title", self.mapping.to_mt("title", cm.get("title", mt["title"]))
+            )
+            if "description" not in plan.hold:
+                plan.to_mt.setdefault("description", cm.get("description", mt["description"]))
+        keeper = find_marker(link.marker)
+        if keeper is not None and keeper.source_side == "cm" and "description" in plan.to_mt:
+            plan.to_mt["description"] = with_marker(plan.to_mt["description"], link.marker)
+        if keeper is not None and keeper.source_side == "mt" and "description" in plan.to_cm:
+            plan.to_cm["description"] = with_marker(plan.to_cm["description"], link.marker)
         ids = {"cm_id": link.cm_id, "mt_id": link.mt_id}
 
         if self.rt.dry_run:
@@ -942,6 +1034,7 @@ class WorkOrderSync(Stream):
             mt_open=True,
             dirty=True,
             origin="cm",
+            marker=marker.text(),
         )
         with self.ledger.transaction():
             self.ledger.save_link(link)
@@ -1009,6 +1102,7 @@ class WorkOrderSync(Stream):
             mt_open=mt.get("status") not in CLOSED_ESTADOS,
             dirty=True,
             origin="mt",
+            marker=marker.text(),
         )
         with self.ledger.transaction():
             self.ledger.save_link(link)
@@ -1142,6 +1236,15 @@ class WorkOrderSync(Stream):
         self._handle_missing(confirmed, total, len(seen), side="cm")
         if not self.rt.dry_run:
             self.ledger.set_meta("wo_last_reconcile", utcnow())
+
+
+def _marker_of(mapping: WorkOrderMapping, raw: dict[str, Any], side: str) -> Marker | None:
+    try:
+        snap = mapping.from_cm(raw) if side == "cm" else mapping.from_mt(raw)
+    except MappingError:
+        return None
+    origin, marker = origin_of(snap, this_side=side)
+    return marker if origin is Origin.OURS else None
 
 
 def _norm_ts(value: Any) -> str | None:

@@ -210,3 +210,13 @@ def m002_facts(db: Database) -> None:
     )
     db.execute("CREATE INDEX facts_state ON facts (stream, state)")
     db.execute("CREATE INDEX facts_ot ON facts (mt_ot_id) WHERE mt_ot_id IS NOT NULL")
+
+
+@MIGRATIONS()
+def m003_link_marker(db: Database) -> None:
+    """The marker of the create that made a link, kept in the created record for good.
+
+    It lets a lost or replaced ledger be rebuilt from the servers: every record syncd created
+    still names its source.
+    """
+    db.execute("ALTER TABLE links ADD COLUMN marker TEXT NOT NULL DEFAULT ''")

@@ -37,6 +37,8 @@ class Link:
     #: needs a merge pass even if neither side shows a new change (fresh link, resolved conflict)
     dirty: bool = False
     origin: str = ""
+    #: the marker text of the create behind this link (kept in the created record)
+    marker: str = ""
     created_at: str = ""
     updated_at: str = ""
 

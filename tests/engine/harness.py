@@ -73,9 +73,7 @@ class Harness:
         self.write_config(self.extra_config)
 
     def write_config(self, extra: str = "") -> None:
-        text = config_text(
-            "http://cm.test/api/v1", "http://mt.test", self.tmp / "state", extra, first_ot_id=1
-        )
+        text = config_text("http://cm.test/api/v1", "http://mt.test", self.tmp / "state", extra)
         self.config_path.write_text(text)
         self._reload()
 

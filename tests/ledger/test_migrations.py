@@ -30,21 +30,36 @@ def test_upgrade_from_every_older_version_keeps_data(
     migrate(db, path, stop_before=stop_before)
     applied = schema_version(db)
     db.conn.close()
-    # fill the old schema through the API of that era (m001 tables are always there)
-    old = Ledger(connect(path), path)
-    old.save_link(Link("work_orders", "5", "1001", base_cm={"title": "Ñ"}, cm_seen={"title": "Ñ"}))
-    old.add_intent(
-        stream="work_orders", op="create", source_side="cm", source_id="6", target_side="mt"
+    # fill the old schema the way code of that era wrote it (only m001 columns)
+    old = connect(path)
+    now = "2026-01-01T00:00:00.000Z"
+    old.execute(
+        "INSERT INTO links (stream, cm_id, mt_id, base_cm, cm_seen, created_at, updated_at) "
+        "VALUES ('work_orders', '5', '1001', ?, ?, ?, ?)",
+        ('{"title": "Ñ"}', '{"title": "Ñ"}', now, now),
     )
-    old.record("work_orders", "created_mt", cm_id="5", mt_id="1001")
-    old.set_cursor("work_orders", "cm_watermark", "2026-01-01T00:00:00Z")
-    old.close()
+    old.execute(
+        "INSERT INTO outbox (token, stream, op, source_side, source_id, target_side, state, "
+        "created_at, updated_at) VALUES ('abc123', 'work_orders', 'create', 'cm', '6', 'mt', "
+        "'pending', ?, ?)",
+        (now, now),
+    )
+    old.execute(
+        "INSERT INTO history (at, stream, cm_id, mt_id, action) "
+        "VALUES (?, 'work_orders', '5', '1001', 'created_mt')",
+        (now,),
+    )
+    old.execute(
+        "INSERT INTO cursors VALUES ('work_orders', 'cm_watermark', '2026-01-01T00:00:00Z', ?)",
+        (now,),
+    )
+    old.conn.close()
     upgraded = Ledger.open(path)  # migrates to the newest
     try:
         assert pending_migrations(upgraded.db) == []
         assert schema_version(upgraded.db)[: len(applied)] == applied
         link = upgraded.get_link("work_orders", mt_id="1001")
-        assert link is not None and link.base_cm == {"title": "Ñ"}
+        assert link is not None and link.base_cm == {"title": "Ñ"} and link.marker == ""
         assert upgraded.live_intents("work_orders")[0].source_id == "6"
         assert upgraded.history(cm_id="5")[0].action == "created_mt"
         assert upgraded.get_cursor("work_orders", "cm_watermark") == "2026-01-01T00:00:00Z"

@@ -1,0 +1,138 @@
+"""Compare both simulated servers with the ledger: the invariants every test and soak checks.
+
+* every record on each side has exactly one partner (a record without one after a quiet round
+  is a lost record or a duplicate);
+* linked pairs agree on every field both servers can write;
+* every Click Maint usage transaction the ledger calls mirrored exists exactly once on its OT,
+  and no transaction was written twice.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+
+from ..config import Config
+from ..engine.mapping import WorkOrderMapping
+from ..engine.records import WORK_ORDER_FIELDS
+from ..ledger.store import Ledger
+from .clickmaint_sim import ClickMaintSim
+from .mantenimiento_sim import MantenimientoSim
+
+BOTH_WAYS = [f.name for f in WORK_ORDER_FIELDS if f.cm_writable and f.mt_writable]
+_TX = re.compile(r"⟦syncd tx:(\d+) t:")
+
+
+@dataclass
+class Verdict:
+    pairs: int = 0
+    fields_compared: int = 0
+    divergences: list[str] = field(default_factory=list)
+    unlinked_cm: list[int] = field(default_factory=list)
+    unlinked_mt: list[int] = field(default_factory=list)
+    duplicated_transactions: list[str] = field(default_factory=list)
+    missing_transactions: list[str] = field(default_factory=list)
+    quarantined: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not (
+            self.divergences
+            or self.unlinked_cm
+            or self.unlinked_mt
+            or self.duplicated_transactions
+            or self.missing_transactions
+        )
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "pairs": self.pairs,
+            "fields_compared": self.fields_compared,
+            "divergences": len(self.divergences),
+            "duplicates_or_lost": len(self.unlinked_cm) + len(self.unlinked_mt),
+            "transactions_duplicated": len(self.duplicated_transactions),
+            "transactions_missing": len(self.missing_transactions),
+            "quarantined": self.quarantined,
+            "examples": (
+                self.divergences
+                + [f"unlinked wo {i}" for i in self.unlinked_cm]
+                + [f"unlinked ot {i}" for i in self.unlinked_mt]
+                + self.duplicated_transactions
+                + self.missing_transactions
+            )[:10],
+        }
+
+
+def verify(config: Config, cm: ClickMaintSim, mt: MantenimientoSim) -> Verdict:
+    mapping = WorkOrderMapping(config)
+    verdict = Verdict()
+    ledger = Ledger.open(config.ledger_path)
+    try:
+        links = list(ledger.iter_links("work_orders", state=None))
+        quarantine = ledger.list_quarantine()
+        quarantined = {(q.stream, q.side, q.record_id) for q in quarantine}
+        verdict.quarantined = len(quarantine)
+        out_of_scope = {
+            ot for ot in mt.ots if (ledger.mt_index_get(ot) or {}).get("status") == "out_of_scope"
+        }
+        mirrored = {
+            f.source_id: f for f in ledger.facts_in_state("part_usage", "mirrored", limit=10**9)
+        }
+    finally:
+        ledger.close()
+    linked_cm = {int(link.cm_id) for link in links}
+    linked_mt = {int(link.mt_id) for link in links}
+    with cm.lock:
+        cm_ids = list(cm.work_orders)
+    with mt.lock:
+        mt_ids = list(mt.ots)
+    verdict.unlinked_cm = sorted(
+        i
+        for i in cm_ids
+        if i not in linked_cm
+        and ("work_orders", "cm", str(i)) not in quarantined
+        and cm.work_orders[i]["type"] in config.scope.cm_types
+    )
+    verdict.unlinked_mt = sorted(
+        i
+        for i in mt_ids
+        if i not in linked_mt
+        and ("work_orders", "mt", str(i)) not in quarantined
+        and i not in out_of_scope
+    )
+    for link in links:
+        if link.state != "active":
+            continue
+        wo = cm.work_orders.get(int(link.cm_id))
+        ot = mt.ots.get(int(link.mt_id))
+        if wo is None or ot is None:
+            continue
+        try:
+            a = mapping.from_cm(cm.render_work_order(wo, detail=True))
+            b = mapping.from_mt(mt.render_detail(ot))
+        except Exception as exc:  # a record still broken on purpose: reported, not compared
+            verdict.divergences.append(f"wo {link.cm_id}/ot {link.mt_id}: unreadable ({exc})")
+            continue
+        verdict.pairs += 1
+        for name in BOTH_WAYS:
+            if name == "due" and a[name] is None:
+                continue
+            verdict.fields_compared += 1
+            if not mapping.agree(name, a[name], b[name]):
+                verdict.divergences.append(
+                    f"wo {link.cm_id}/ot {link.mt_id} {name}: {a[name]!r} != {b[name]!r}"
+                )
+    with mt.lock:
+        written = Counter(
+            match.group(1)
+            for record in mt.materiales_utilizados.values()
+            if (match := _TX.search(str(record.get("comentario") or "")))
+        )
+    verdict.duplicated_transactions = [
+        f"tx {tx} written {n} times" for tx, n in written.items() if n > 1
+    ]
+    for tx, fact in mirrored.items():
+        if written.get(tx, 0) == 0 and fact.mt_ot_id and int(fact.mt_ot_id) in mt.ots:
+            verdict.missing_transactions.append(f"tx {tx} mirrored but not on OT {fact.mt_ot_id}")
+    return verdict
