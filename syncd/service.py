@@ -482,8 +482,21 @@ class Daemon:
                 state.last_end = time.monotonic()
                 state.last_summary = _short(report)
                 state.failures = state.failures + 1 if report.status == "failed" else 0
+            if report.status == "partial" and not self.stop.is_set():
+                self._run_again_soon(name)
         finally:
             lock.release()
+
+    def _run_again_soon(self, name: str) -> None:
+        """A cycle cut short by the rate budget has a backlog: continue as soon as the budget
+        allows instead of idling until the next interval (an idle budget is wasted budget)."""
+        scheduler = self.scheduler
+        if scheduler is None:
+            return
+        try:
+            scheduler.modify_job(name, next_run_time=datetime.now(UTC) + timedelta(seconds=1))
+        except Exception:  # the job may have been removed by a reload meanwhile
+            log.debug("cycle.reschedule_failed", stream=name)
 
     def _on_event(self, event: JobEvent) -> None:
         if event.code == EVENT_JOB_ERROR and isinstance(event, JobExecutionEvent):
