@@ -60,7 +60,7 @@ class FileLock:
                     stop.wait(0.2)
                 else:
                     time.sleep(0.2)
-        if previous not in ("unknown", str(os.getpid())) and not _alive(previous):
+        if previous not in ("unknown", str(os.getpid())) and not pid_alive(previous):
             log.warning("lock.stale_taken_over", lock=str(self.path), dead_pid=previous)
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
@@ -84,7 +84,7 @@ class FileLock:
             self.release()
 
 
-def _alive(pid: str) -> bool:
+def pid_alive(pid: str) -> bool:
     if not pid.isdigit():
         return False
     try:

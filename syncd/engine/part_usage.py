@@ -27,7 +27,6 @@ from typing import Any
 from ..faultpoints import crashpoint
 from ..ledger.models import Fact, Intent, utcnow
 from ..systems.errors import BadResponse, NotFound, OutcomeUnknown, Rejected, ServerError
-from .cursor import Query, WorkOrderScan, choose_strategy
 from .mapping import iso_z, parse_iso
 from .run import FATAL_REMOTE, CycleReport, Stream
 
@@ -103,38 +102,18 @@ class PartUsageSync(Stream):
 
     # -- discovery --------------------------------------------------------------------------
     def _scan_parts(self, *, full: bool) -> None:
-        caps = self.cm_capabilities("/parts")
         watermark = None if full else self.ledger.get_cursor(self.name, "parts_watermark")
-        per_page = max(1, min(self.config.clickmaint.per_page, caps.per_page_cap))
-        horizon = self._cm_now() - timedelta(seconds=self.config.clickmaint.lag_seconds)
-        scan = WorkOrderScan(
-            lambda q: self._fetch("/parts", q),
-            strategy=choose_strategy(caps),
-            watermark=watermark,
-            per_page=per_page,
-            lookback_seconds=self.config.clickmaint.lookback_seconds,
-            horizon=horizon,
-        )
+        scan = self.clickmaint_scan("/parts", watermark)
         assert self.report is not None
         for batch in scan:
             for part in batch.items:
                 self.rt.check_stop()
-                self._on_part(part, per_page=per_page, horizon=horizon)
+                self._on_part(part)
             if batch.checkpoint and not self.rt.dry_run:
                 self.ledger.set_cursor(self.name, "parts_watermark", batch.checkpoint)
         self.report.counts["part_pages"] += scan.report.pages
 
-    def _fetch(self, path: str, query: Query) -> Any:
-        return self.cm.list_page(
-            path, page=query.page, per_page=query.per_page, sort=query.sort, filters=query.filters
-        )
-
-    def _cm_now(self) -> datetime:
-        server_time = getattr(self.cm, "server_time", None)
-        moment = server_time() if callable(server_time) else None
-        return moment if isinstance(moment, datetime) else datetime.now(UTC)
-
-    def _on_part(self, part: dict[str, Any], *, per_page: int, horizon: datetime) -> None:
+    def _on_part(self, part: dict[str, Any]) -> None:
         """Page one part's history from its own cursor (transactions are immutable)."""
         assert self.report is not None
         part_id = part.get("id")
@@ -147,15 +126,9 @@ class PartUsageSync(Stream):
             return  # re-read by the lookback window; its history was paged at this stamp
         key = f"part:{part_id}"
         cursor = self.ledger.get_cursor(self.name, key)
-        path = f"/parts/{part_id}/transaction_history"
-        caps = self.cm_capabilities("/parts")
-        scan = WorkOrderScan(
-            lambda q: self._fetch(path, q),
-            strategy=choose_strategy(caps),
-            watermark=cursor,
-            per_page=per_page,
-            lookback_seconds=self.config.clickmaint.lookback_seconds,
-            horizon=horizon,
+        # same listing conventions as /parts (one backend), so its capabilities apply
+        scan = self.clickmaint_scan(
+            f"/parts/{part_id}/transaction_history", cursor, caps=self.cm_capabilities("/parts")
         )
         for batch in scan:
             for tx in batch.items:

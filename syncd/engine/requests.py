@@ -15,13 +15,12 @@ disagreement in the record's history.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from ..ledger.models import Intent, Link
-from ..systems.errors import BadResponse, NotFound, OutcomeUnknown, Rejected, ServerError
-from .cursor import Query, WorkOrderScan, choose_strategy
+from ..systems.errors import BadResponse, NotFound, Rejected, ServerError
 from .mapping import MappingError, RequestMapping, iso_z, parse_iso
 from .merge import Resolution, advance_base, merge
 from .plan import Origin, deletion_guard, origin_of
@@ -62,34 +61,14 @@ class RequestSync(Stream):
         return self._avisos
 
     def _scan_requests(self, *, full: bool) -> None:
-        caps = self.cm_capabilities("/requests")
         watermark = None if full else self.ledger.get_cursor(self.name, "cm_watermark")
-        per_page = max(1, min(self.config.clickmaint.per_page, caps.per_page_cap))
-        server_time = getattr(self.cm, "server_time", None)
-        now = server_time() if callable(server_time) else datetime.now(UTC)
-        scan = WorkOrderScan(
-            lambda q: self._fetch(q),
-            strategy=choose_strategy(caps),
-            watermark=watermark,
-            per_page=per_page,
-            lookback_seconds=self.config.clickmaint.lookback_seconds,
-            horizon=now - timedelta(seconds=self.config.clickmaint.lag_seconds),
-        )
+        scan = self.clickmaint_scan("/requests", watermark)
         for batch in scan:
             for raw in batch.items:
                 self.rt.check_stop()
                 self._on_cm(raw)
             if batch.checkpoint and not self.rt.dry_run:
                 self.ledger.set_cursor(self.name, "cm_watermark", batch.checkpoint)
-
-    def _fetch(self, query: Query) -> Any:
-        return self.cm.list_page(
-            "/requests",
-            page=query.page,
-            per_page=query.per_page,
-            sort=query.sort,
-            filters=query.filters,
-        )
 
     # -- Click Maint side ------------------------------------------------------------------------
     def _on_cm(self, raw: dict[str, Any]) -> None:
@@ -353,18 +332,16 @@ class RequestSync(Stream):
             "tipo": "SOLICITUD",
             "estado": self.mapping.to_mt("status", cm["status"]),
         }
-        self.ledger.mark_intent(intent.token, "sent", count_attempt=True)
-        try:
-            aviso_id = self.mt.create_aviso(form)
-        except OutcomeUnknown as exc:
-            self.ledger.mark_intent(intent.token, "unknown", error=str(exc))
-            self.report.counts["outcome_unknown"] += 1
+        created: list[int | None] = []
+        if not self.send_create(
+            intent,
+            lambda: created.append(self.mt.create_aviso(form)) or True,
+            side="cm",
+            record_id=cm_id,
+            target="mantenimiento",
+        ):
             return
-        except Rejected as exc:
-            self.ledger.mark_intent(intent.token, "failed", error=str(exc))
-            self.quarantine("cm", cm_id, f"mantenimiento refused the aviso: {exc}")
-            return
-        found = self._aviso_with_token(intent.token, aviso_id)
+        found = self._aviso_with_token(intent.token, created[0])
         if found is None:
             self.ledger.mark_intent(intent.token, "unknown", error="created aviso not found")
             return
@@ -389,16 +366,14 @@ class RequestSync(Stream):
                 self._resume(intent)
                 return
         fields = self.mapping.cm_create_fields(mt, Marker("mt", mt_id, intent.token))
-        self.ledger.mark_intent(intent.token, "sent", count_attempt=True)
-        try:
-            response = self.cm.create_request(fields)
-        except OutcomeUnknown as exc:
-            self.ledger.mark_intent(intent.token, "unknown", error=str(exc))
-            self.report.counts["outcome_unknown"] += 1
-            return
-        except Rejected as exc:
-            self.ledger.mark_intent(intent.token, "failed", error=str(exc))
-            self.quarantine("mt", mt_id, f"Click Maint refused the request: {exc}")
+        response = self.send_create(
+            intent,
+            lambda: self.cm.create_request(fields),
+            side="mt",
+            record_id=mt_id,
+            target="Click Maint",
+        )
+        if response is None:
             return
         self._link(intent, self.mapping.from_cm(response), mt, origin="mt")
 
@@ -443,19 +418,7 @@ class RequestSync(Stream):
         return None
 
     def _request_with_token(self, token: str) -> dict[str, Any] | None:
-        page = self.cm.list_page("/requests", per_page=50, filters=[("description_cont", token)])
-        for item in page.items:
-            if token in str(item.get("description") or ""):
-                return item
-        if page.total <= len(page.items):
-            return None
-        for current in self.cm.iter_pages("/requests", per_page=100, sort="created_at desc"):
-            for item in current.items:
-                if token in str(item.get("description") or ""):
-                    return item
-            if current.page >= 5:
-                break
-        return None
+        return self.find_in_clickmaint("/requests", token)
 
     def _resume_outbox(self) -> None:
         for intent in self.ledger.live_intents(self.name):

@@ -12,27 +12,50 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 
 from ..config import Config
+from ..faultpoints import crashpoint
+from ..ledger.models import Intent
 from ..ledger.store import Ledger
-from ..systems.clickmaint import Capabilities
+from ..systems.clickmaint import Capabilities, Page
 from ..systems.errors import (
     AuthFailed,
     BudgetExhausted,
+    OutcomeUnknown,
     PermissionDenied,
+    Rejected,
     RemoteError,
     Unavailable,
 )
+from .cursor import Query, WorkOrderScan, choose_strategy
 from .mapping import parse_iso
 from .ports import ClickMaintPort, MantenimientoPort
 
 log = structlog.get_logger("syncd.engine")
+T = TypeVar("T")
+
+#: what to do about server answers an operator can fix
+_HINTS = {
+    "orden finalizada": "the sync user must be a manager (superuser or group 'Gerentes') to "
+    "edit REALIZADA OTs",
+    "Title can't be blank": "Click Maint requires a title",
+}
+
+
+def reason_of(exc: Exception) -> str:
+    """A quarantine reason: the error, shortened, plus a hint when the fix is known."""
+    text = str(exc)
+    if len(text) > 300:
+        text = text[:297] + "..."
+    for needle, hint in _HINTS.items():
+        if needle in text:
+            text = f"{text} (hint: {hint})"
+    return text
 
 
 def capabilities_key(path: str) -> str:
@@ -196,6 +219,96 @@ class Stream:
         return report
 
     # -- helpers shared by streams ------------------------------------------------------------
+    def cm_now(self) -> datetime:
+        """Click Maint's clock (learnt from `Date` headers), only ever compared with its own
+        stamps."""
+        server_time = getattr(self.cm, "server_time", None)
+        moment = server_time() if callable(server_time) else None
+        return moment if isinstance(moment, datetime) else datetime.now(UTC)
+
+    def clickmaint_scan(
+        self,
+        path: str,
+        watermark: str | None,
+        *,
+        caps: Capabilities | None = None,
+        lookback: int | None = None,
+        before_fetch: Callable[[], None] = lambda: None,
+    ) -> WorkOrderScan:
+        """A change scan of one Click Maint listing with the configured page size and lag."""
+        caps = caps or self.cm_capabilities(path)
+        cfg = self.config.clickmaint
+
+        def fetch(query: Query) -> Page:
+            before_fetch()
+            return self.cm.list_page(
+                path,
+                page=query.page,
+                per_page=query.per_page,
+                sort=query.sort,
+                filters=query.filters,
+            )
+
+        return WorkOrderScan(
+            fetch,
+            strategy=choose_strategy(caps),
+            watermark=watermark,
+            per_page=max(1, min(cfg.per_page, caps.per_page_cap)),
+            lookback_seconds=cfg.lookback_seconds if lookback is None else lookback,
+            horizon=self.cm_now() - timedelta(seconds=cfg.lag_seconds),
+        )
+
+    def find_in_clickmaint(
+        self, path: str, token: str, *, text_field: str = "description"
+    ) -> dict[str, Any] | None:
+        """The record whose text carries an outbox token: filtered search, verified locally
+        (an unsupported filter returns everything), else the newest five pages."""
+        page = self.cm.list_page(path, per_page=50, filters=[(f"{text_field}_cont", token)])
+        for item in page.items:
+            if token in str(item.get(text_field) or ""):
+                return item
+        if page.total <= len(page.items):
+            return None
+        for current in self.cm.iter_pages(path, per_page=100, sort="created_at desc"):
+            for item in current.items:
+                if token in str(item.get(text_field) or ""):
+                    return item
+            if current.page >= 5:
+                break
+        return None
+
+    def send_create(
+        self,
+        intent: Intent,
+        send: Callable[[], T],
+        *,
+        side: str,
+        record_id: str,
+        target: str,
+    ) -> T | None:
+        """The one place a create leaves the process.
+
+        The intent is marked `sent` before the request: from then on, a crash or an answer
+        that never came means "look for the marker before sending again".  A refused create
+        quarantines the source record with the server's reason.
+        """
+        assert self.report is not None
+        crashpoint("create.intent")
+        self.ledger.mark_intent(intent.token, "sent", count_attempt=True)
+        crashpoint("create.sent")
+        try:
+            return send()
+        except OutcomeUnknown as exc:
+            self.ledger.mark_intent(intent.token, "unknown", error=str(exc))
+            self.report.counts["outcome_unknown"] += 1
+            self.log.warning(
+                "create.outcome_unknown", side=side, record=record_id, outbox=intent.token
+            )
+        except Rejected as exc:
+            self.ledger.mark_intent(intent.token, "failed", error=str(exc))
+            self.quarantine(side, record_id, f"{target} refused the create: {reason_of(exc)}")
+        return None
+
     def cm_capabilities(self, path: str = "/work_orders") -> Capabilities:
         """What the Click Maint listing at `path` honours; probed at most once per TTL."""
         key = capabilities_key(path)
@@ -242,16 +355,3 @@ class Stream:
         if self.ledger.release(self.name, side, str(record_id)):
             key = "cm_id" if side == "cm" else "mt_id"
             self.history("released", **{key: record_id})
-
-
-@contextmanager
-def consecutive_failures(limit: int) -> Any:
-    """Yield a counter callback; too many record failures in a row means the server is sick."""
-    state = {"n": 0}
-
-    def failed(ok: bool) -> None:
-        state["n"] = 0 if ok else state["n"] + 1
-        if state["n"] >= limit:
-            raise Unavailable(f"{limit} records in a row failed; treating the server as unhealthy")
-
-    yield failed

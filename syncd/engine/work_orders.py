@@ -27,12 +27,10 @@ from ..systems.errors import (
     BadResponse,
     BudgetExhausted,
     NotFound,
-    OutcomeUnknown,
     Rejected,
     ServerError,
     Unavailable,
 )
-from .cursor import Query, WorkOrderScan, choose_strategy
 from .mapping import MappingError, WorkOrderMapping, iso_z, parse_iso, with_marker
 from .merge import MANTENIMIENTO, Resolution, advance_base, merge
 from .plan import Origin, cm_scope, deletion_guard, mt_scope, origin_of
@@ -44,7 +42,7 @@ from .records import (
     merged_view,
     snapshot_hash,
 )
-from .run import FATAL_REMOTE, CycleReport, MappingChanged, Runtime, Stream
+from .run import FATAL_REMOTE, CycleReport, MappingChanged, Runtime, Stream, reason_of
 
 CLOSED_ESTADOS = ("REALIZADA", "CANCELADA")
 RECORD_ERRORS = (MappingError, Rejected, BadResponse, ServerError)
@@ -143,16 +141,7 @@ class WorkOrderSync(Stream):
                 if marker is not None and marker.source_side == "cm":
                     marked_ots[marker.source_id] = ot
             ot_id += 1
-        scan = WorkOrderScan(
-            lambda q: self.cm.list_page(
-                "/work_orders", page=q.page, per_page=q.per_page, sort=q.sort, filters=q.filters
-            ),
-            strategy=choose_strategy(caps),
-            watermark=None,
-            per_page=max(1, min(self.config.clickmaint.per_page, caps.per_page_cap)),
-            lookback_seconds=0,
-            horizon=self._cm_now(),
-        )
+        scan = self.clickmaint_scan("/work_orders", None, caps=caps, lookback=0)
         for batch in scan:
             for raw in batch.items:
                 self.rt.check_stop()
@@ -274,23 +263,7 @@ class WorkOrderSync(Stream):
         return None
 
     def _find_cm_by_token(self, intent: Intent) -> dict[str, Any] | None:
-        """Filter by the marker; verify locally (an unsupported filter returns everything)."""
-        page = self.cm.list_page(
-            "/work_orders", per_page=50, filters=[("description_cont", intent.token)]
-        )
-        for item in page.items:
-            if intent.token in str(item.get("description") or ""):
-                return item
-        if page.total <= len(page.items):
-            return None
-        # the filter was ignored: look through the newest work orders instead
-        for current in self.cm.iter_pages("/work_orders", per_page=100, sort="created_at desc"):
-            for item in current.items:
-                if intent.token in str(item.get("description") or ""):
-                    return item
-            if current.page >= 5:
-                break
-        return None
+        return self.find_in_clickmaint("/work_orders", intent.token)
 
     def _adopt(
         self,
@@ -349,7 +322,6 @@ class WorkOrderSync(Stream):
     # 2. Click Maint changes
     # ======================================================================================
     def _scan_clickmaint(self, caps: Capabilities, *, full: bool, since: str | None) -> None:
-        strategy = choose_strategy(caps)
         resync = full or since is not None
         progress_key = "resync_cm_progress"
         if resync:
@@ -358,26 +330,8 @@ class WorkOrderSync(Stream):
             watermark = resumed or (iso_z(parse_iso(since, "--since")) if since else None)
         else:
             watermark = self.ledger.get_cursor(self.name, "cm_watermark")
-        per_page = max(1, min(self.config.clickmaint.per_page, caps.per_page_cap))
-        horizon = self._cm_now() - timedelta(seconds=self.config.clickmaint.lag_seconds)
-
-        def fetch(query: Query) -> Any:
-            self._cap_requests()
-            return self.cm.list_page(
-                "/work_orders",
-                page=query.page,
-                per_page=query.per_page,
-                sort=query.sort,
-                filters=query.filters,
-            )
-
-        scan = WorkOrderScan(
-            fetch,
-            strategy=strategy,
-            watermark=watermark,
-            per_page=per_page,
-            lookback_seconds=self.config.clickmaint.lookback_seconds,
-            horizon=horizon,
+        scan = self.clickmaint_scan(
+            "/work_orders", watermark, caps=caps, before_fetch=self._cap_requests
         )
         assert self.report is not None
         for batch in scan:
@@ -404,14 +358,6 @@ class WorkOrderSync(Stream):
             )
             if any("ignored" in n for n in scan.report.notes) and not self.rt.dry_run:
                 self.ledger.set_meta("cm_capabilities", None)  # re-detect next cycle
-
-    def _cm_now(self) -> datetime:
-        server_time = getattr(self.cm, "server_time", None)
-        if callable(server_time):
-            moment = server_time()
-            if isinstance(moment, datetime):
-                return moment
-        return datetime.now(UTC)
 
     def _cap_requests(self) -> None:
         cap = self.settings.max_requests_per_cycle
@@ -730,7 +676,7 @@ class WorkOrderSync(Stream):
             self._retrying = False
 
     def _record_failure(self, side: str, record_id: Any, exc: Exception) -> None:
-        self.quarantine(side, record_id, _reason(exc))
+        self.quarantine(side, record_id, reason_of(exc))
         if isinstance(exc, ServerError | BadResponse):
             self._failures += 1
             if self._failures >= 5:
@@ -901,7 +847,7 @@ class WorkOrderSync(Stream):
         cm_age = None
         updated = parse_iso(cm.get("_updated_at"), "updated_at") if cm.get("_updated_at") else None
         if updated is not None:
-            cm_age = max(0.0, (self._cm_now() - updated).total_seconds())
+            cm_age = max(0.0, (self.cm_now() - updated).total_seconds())
         mt_age = None
         if mt_previous_read is not None:
             mt_age = max(0.0, (time.time() - mt_previous_read) / 2)
@@ -993,27 +939,18 @@ class WorkOrderSync(Stream):
         marker = Marker("cm", cm_id, intent.token)
         form = self.mapping.mt_create_form(cm, marker)
         aviso_id = intent.payload.get("aviso_id")
-        crashpoint("create.intent")
-        self.ledger.mark_intent(intent.token, "sent", count_attempt=True)
-        crashpoint("create.sent")
-        try:
+
+        def send() -> tuple[int, str]:
             if aviso_id is not None:
                 # the request behind this work order is linked to an aviso: create the OT *from*
                 # the aviso, so mantenimiento shows the same aviso -> OT relation
-                ot_id, _codigo = self.mt.create_ot_from_aviso(
-                    int(aviso_id), prioridad=form.get("prioridad")
-                )
-            else:
-                ot_id, _codigo = self.mt.create_ot(form)
-        except OutcomeUnknown as exc:
-            self.ledger.mark_intent(intent.token, "unknown", error=str(exc))
-            self.report.counts["outcome_unknown"] += 1
-            self.log.warning("create.outcome_unknown", cm_id=cm_id, outbox=intent.token)
+                return self.mt.create_ot_from_aviso(int(aviso_id), prioridad=form.get("prioridad"))
+            return self.mt.create_ot(form)
+
+        created = self.send_create(intent, send, side="cm", record_id=cm_id, target="mantenimiento")
+        if created is None:
             return
-        except Rejected as exc:
-            self.ledger.mark_intent(intent.token, "failed", error=str(exc))
-            self.quarantine("cm", cm_id, f"mantenimiento refused the create: {_reason(exc)}")
-            return
+        ot_id = created[0]
         crashpoint("create.remote")
         ot = self.mt.get_ot(ot_id)
         if ot is None:
@@ -1069,19 +1006,14 @@ class WorkOrderSync(Stream):
         if request is not None:
             fields["work_order_request_id"] = request  # keep aviso -> OT == request -> WO
         self._cap_requests()
-        crashpoint("create.intent")
-        self.ledger.mark_intent(intent.token, "sent", count_attempt=True)
-        crashpoint("create.sent")
-        try:
-            response = self.cm.create_work_order(fields)
-        except OutcomeUnknown as exc:
-            self.ledger.mark_intent(intent.token, "unknown", error=str(exc))
-            self.report.counts["outcome_unknown"] += 1
-            self.log.warning("create.outcome_unknown", mt_id=mt_id, outbox=intent.token)
-            return
-        except Rejected as exc:
-            self.ledger.mark_intent(intent.token, "failed", error=str(exc))
-            self.quarantine("mt", mt_id, f"Click Maint refused the create: {_reason(exc)}")
+        response = self.send_create(
+            intent,
+            lambda: self.cm.create_work_order(fields),
+            side="mt",
+            record_id=mt_id,
+            target="Click Maint",
+        )
+        if response is None:
             return
         crashpoint("create.remote")
         cm = self.mapping.from_cm(response)
@@ -1252,21 +1184,3 @@ def _norm_ts(value: Any) -> str | None:
         return iso_z(parse_iso(value, "updated_at"))
     except MappingError:
         return None
-
-
-#: what to do about server answers an operator can fix
-_HINTS = {
-    "orden finalizada": "the sync user must be a manager (superuser or group 'Gerentes') to "
-    "edit REALIZADA OTs",
-    "Title can't be blank": "Click Maint requires a title",
-}
-
-
-def _reason(exc: Exception) -> str:
-    text = str(exc)
-    if len(text) > 300:
-        text = text[:297] + "..."
-    for needle, hint in _HINTS.items():
-        if needle in text:
-            text = f"{text} (hint: {hint})"
-    return text

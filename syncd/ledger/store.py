@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
+from ..locks import pid_alive
 from ..redact import redact
 from .db import connect, immediate, migrate, pending_migrations
 from .models import (
@@ -38,18 +39,6 @@ LIVE_INTENT_STATES = ("pending", "sent", "unknown")
 
 def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
-
-
-def _alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _loads(text: str | None) -> Any:
@@ -680,7 +669,11 @@ class Ledger:
         """Runs left 'running' by a process that no longer exists are marked interrupted."""
         me = pid if pid is not None else os.getpid()
         rows = list(self._rows("SELECT run_id, pid FROM runs WHERE status = 'running'"))
-        dead = [r["run_id"] for r in rows if r["pid"] != me and not _alive(r["pid"])]
+        dead = [
+            r["run_id"]
+            for r in rows
+            if r["pid"] != me and not (r["pid"] and pid_alive(str(r["pid"])))
+        ]
         with self.transaction():
             for run_id in dead:
                 self.db.execute(

@@ -155,7 +155,7 @@ def _converge_propagate_stop(
             missing.append("Click Maint description -> OT")
         if wos[mt_pair[0]]["title"] != "E2E: edited in mantenimiento":
             missing.append("OT title -> work order")
-        if (wos[mt_pair[0]]["description"] or "").strip() != "nota de prueba":
+        if strip_marker(wos[mt_pair[0]]["description"] or "").strip() != "nota de prueba":
             missing.append("OT notas -> work order")
         if mirror is None or ots[mirror]["descripcion"] != "E2E: new in Click Maint":
             missing.append("new work order -> OT")
