@@ -16,6 +16,12 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 class _QuietHandler(WSGIRequestHandler):
     """Werkzeug logs every request at INFO; the simulators keep their own request log."""
 
+    def send_response(self, code: int, message: str | None = None) -> None:
+        """As the base class, minus its own `Date`: the simulator sends one from its clock."""
+        self.log_request(code)
+        self.send_response_only(code, message)
+        self.send_header("Server", self.version_string())
+
     def log_request(self, *args: Any, **kwargs: Any) -> None:
         return
 

@@ -232,3 +232,16 @@ def test_over_real_sockets_with_timeouts(make_cm_client) -> None:
 def test_key_only_header_authentication(make_cm_client) -> None:
     client = make_cm_client(key=CM_KEY)
     assert client.entities()
+
+
+def test_server_time_is_learnt_from_date_headers_over_sockets(make_cm_client) -> None:
+    """syncd never compares clocks across servers; it needs Click Maint's own 'now'."""
+    from datetime import UTC, datetime
+
+    sim = ClickMaintSim()
+    sim.clock.set_skew(3 * 3600)
+    with ServerThread(sim) as server:
+        client = make_cm_client(sockets=True, base_url=f"{server.url}/api/v1")
+        client.entities()
+        drift = (client.server_time() - datetime.now(UTC)).total_seconds()
+        assert abs(drift - 3 * 3600) < 5
