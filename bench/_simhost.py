@@ -10,9 +10,13 @@ the simulator, no HTTP) and the server-side request counters.
 from __future__ import annotations
 
 import multiprocessing as mp
+import random
+import re
 import traceback
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -185,4 +189,120 @@ def _handlers(box: Any) -> dict[str, Callable[..., Any]]:
         "change_cm_titles": change_cm_titles,
         "change_mt_notes": change_mt_notes,
         "verify": verify,
+        **_part_handlers(box),
+    }
+
+
+_TX_MARKER = re.compile(r"⟦syncd tx:(\d+) t:")
+
+
+def _part_handlers(box: Any) -> dict[str, Callable[..., Any]]:
+    """Parts, transactions and the Click Maint clock (bench/part_usage.py)."""
+    cm, mt = box.cm, box.mt
+
+    def cm_advance(seconds: float) -> dict[str, Any]:
+        """Time passes on Click Maint (stamps and `Date` headers move together)."""
+        cm.clock.advance(seconds)
+        return cm.clock.state()
+
+    def add_parts(total: int, seed: int = 7) -> dict[str, int]:
+        """Grow entity 1's catalogue to `total` parts, each with the restock that first stocked
+        it, 31 to 90 days ago (a part without history is not realistic, and paging a history
+        is what the first sync pays per part)."""
+        rng = random.Random(seed)
+        now = cm.clock.now_seconds()
+        with cm.lock:
+            have = sum(1 for p in cm.parts.values() if p["entity_id"] == 1)
+        for index in range(have, total):
+            number = f"BN-{index:05d}"
+            created = now - timedelta(days=rng.uniform(31, 90))
+            part = cm.create_part(
+                {
+                    "name": f"Repuesto {number}",
+                    "number": number,
+                    "unit_cost": 2.5,
+                    "created_at": created,
+                }
+            )
+            cm.add_transaction(
+                part["id"], "restock", 20, note="Inventario inicial", cost=2.5, created_at=created
+            )
+        with cm.lock:
+            parts = [p for p in cm.parts.values() if p["entity_id"] == 1]
+            return {"parts": len(parts), "transactions": len(cm.transactions)}
+
+    def part_ids(with_material: bool = True) -> list[int]:
+        """Entity 1's part ids; by default only those whose number has a mantenimiento material
+        (usage on them can be mirrored without an administrator creating one first)."""
+        mapping = box_part_mapping()
+        with cm.lock, mt.lock:
+            known = {str(m["sku"]) for m in mt.materials.values()}
+            return sorted(
+                p["id"]
+                for p in cm.parts.values()
+                if p["entity_id"] == 1
+                and (not with_material or mapping.get(str(p["number"]), str(p["number"])) in known)
+            )
+
+    def box_part_mapping() -> dict[str, str]:
+        from syncd.sandbox.catalog import PARTS
+
+        return {s.number: s.sku for s in PARTS if s.sku}
+
+    def add_usages(pairs: list[list[int]], quantity: float = 1.0) -> list[int]:
+        """A technician books parts on work orders in the web app: one usage per
+        [work order id, part id] pair.  Parts without a material in mantenimiento get one (an
+        administrator creates it), so every usage can be mirrored."""
+        with cm.lock:
+            numbers = {pid: str(cm.parts[pid]["number"]) for _wo, pid in pairs}
+        mapping = box_part_mapping()
+        with mt.lock:
+            known = {str(m["sku"]) for m in mt.materials.values()}
+        for number in sorted(set(numbers.values())):
+            sku = mapping.get(number, number)
+            if sku not in known:
+                mt.add_material(f"Material {sku}", sku)
+                known.add(sku)
+        return [
+            cm.add_transaction(pid, "usage", quantity, work_order_id=wo, note="bench")["id"]
+            for wo, pid in pairs
+        ]
+
+    def usage_on_ots(expected: dict[str, int]) -> dict[str, Any]:
+        """For each transaction id -> the OT it must be on: how often it is there, and elsewhere."""
+        with mt.lock:
+            where: dict[str, Counter[int]] = {}
+            for record in mt.materiales_utilizados.values():
+                match = _TX_MARKER.search(str(record.get("comentario") or ""))
+                if match:
+                    where.setdefault(match.group(1), Counter())[int(record["ot_id"])] += 1
+        once = sum(1 for tx, ot in expected.items() if where.get(tx) == Counter({ot: 1}))
+        missing = [tx for tx in expected if tx not in where]
+        wrong = [tx for tx, ot in expected.items() if tx in where and where[tx] != Counter({ot: 1})]
+        return {
+            "expected": len(expected),
+            "exactly_once": once,
+            "missing": missing[:10],
+            "wrong": wrong[:10],
+        }
+
+    def verify_all(config_path: str) -> dict[str, Any]:
+        """syncd's own end-state check (syncd/sandbox/verify.py) against both simulators."""
+        import os
+
+        from syncd.config import load_config
+        from syncd.sandbox.verify import verify as full_verify
+
+        env = dict(os.environ)
+        env["CREDENTIALS_DIRECTORY"] = str(Path(config_path).parent / "credentials")
+        verdict = full_verify(load_config(config_path, env=env), cm, mt)
+        return {"ok": verdict.ok, **verdict.summary()}
+
+    return {
+        "cm_advance": cm_advance,
+        "add_parts": add_parts,
+        "part_ids": part_ids,
+        "add_usages": add_usages,
+        "usage_on_ots": usage_on_ots,
+        "verify_all": verify_all,
     }

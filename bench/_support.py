@@ -10,8 +10,14 @@ import multiprocessing as mp
 import os
 import platform
 import resource
+import sqlite3
+import subprocess
 import sys
+import time
+import traceback
+from collections import Counter
 from collections.abc import Sequence
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +45,57 @@ def machine() -> str:
         f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}, "
         f"{platform.system()} {platform.release()}"
     )
+
+
+def cpu_model() -> str:
+    """The CPU's marketing name from /proc/cpuinfo (the core count alone says little)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def machine_facts() -> dict[str, str]:
+    """What a reader needs to compare our numbers with theirs (see docs/performance.md)."""
+    return {
+        "cores": str(os.cpu_count()),
+        "cpu": cpu_model(),
+        "memory": _memory_total(),
+        "python": platform.python_version(),
+        "sqlite": sqlite3.sqlite_version,
+        "os": f"{platform.system()} {platform.release()}",
+        "commit": git_commit(),
+    }
+
+
+def _memory_total() -> str:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return f"{int(line.split()[1]) / 1024 / 1024:.0f} GiB"
+    except (OSError, ValueError, IndexError):
+        pass
+    return "unknown"
+
+
+def git_commit() -> str:
+    """Short commit of the checkout, with `+wip` when the work tree has uncommitted changes."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    except OSError:
+        return "unknown"
+    return (head or "unknown") + ("+wip" if dirty else "")
 
 
 def bench_config_text(original: str, *, rate_limit: int, window: float) -> str:
@@ -69,6 +126,14 @@ def load_bench_config(path: Path) -> Any:
     env = dict(os.environ)
     env["CREDENTIALS_DIRECTORY"] = str(path.parent / "credentials")
     return load_config(path, env=env)
+
+
+def bench_env(config_path: Path) -> dict[str, str]:
+    """Environment for a `syncd` subprocess using a config written by `write_bench_config`."""
+    env = dict(os.environ)
+    env["SYNCD_CONFIG"] = str(config_path)
+    env["CREDENTIALS_DIRECTORY"] = str(config_path.parent / "credentials")
+    return env
 
 
 def log_to_file(path: Path) -> None:
@@ -121,3 +186,155 @@ def in_fresh_process(target: Any, *args: Any) -> dict[str, Any]:
     if not ok:
         raise RuntimeError(f"measured process failed:\n{value}")
     return value
+
+
+# -- request counts ---------------------------------------------------------------------------
+WRITE_METHODS = ("POST", "PATCH", "PUT", "DELETE")
+
+
+def split_requests(by_route: dict[str, int]) -> dict[str, int]:
+    """`{"clickmaint GET /work_orders": n, ...}` (RequestStats.snapshot) -> reads and writes per
+    server: cm_get, cm_write, mt_get, mt_write."""
+    out = {"cm_get": 0, "cm_write": 0, "mt_get": 0, "mt_write": 0}
+    for key, n in by_route.items():
+        server, method, _route = key.split(" ", 2)
+        side = "cm" if server == "clickmaint" else "mt"
+        out[f"{side}_{'get' if method == 'GET' else 'write'}"] += n
+    return out
+
+
+def server_requests(logs: dict[str, Any]) -> dict[str, int]:
+    """The simulators' request logs (SimHost `logs`) -> the same four counts, server side."""
+    out = {"cm_get": 0, "cm_write": 0, "mt_get": 0, "mt_write": 0}
+    for side in ("cm", "mt"):
+        for route, n in logs[side]["by_route"].items():
+            method = route.split(" ", 1)[0]
+            out[f"{side}_{'get' if method == 'GET' else 'write'}"] += n
+    return out
+
+
+def diff(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
+    return {k: after.get(k, 0) - before.get(k, 0) for k in after}
+
+
+# -- a syncd process driven cycle by cycle ------------------------------------------------------
+class Worker:
+    """A fresh syncd process that runs one stream cycle per command, over a pipe.
+
+    Why not `in_fresh_process`: some measurements need something to happen *between* two cycles
+    of the same process (the Click Maint clock jumps, a user adds transactions), and syncd keeps
+    state across cycles in memory (the server clock offset learnt from `Date` headers), exactly
+    as the daemon does.  One `App` lives for the worker's whole life; every cycle opens its own
+    ledger connection, as `Daemon._cycle` does.
+    """
+
+    def __init__(self, config_path: Path) -> None:
+        ctx = mp.get_context("spawn")
+        self._conn, child = ctx.Pipe()
+        self._process = ctx.Process(target=_worker_main, args=(child, config_path), name="syncd")
+
+    def __enter__(self) -> Worker:
+        self._process.start()
+        self._reply()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def call(self, command: str, **args: Any) -> Any:
+        self._conn.send((command, args))
+        return self._reply()
+
+    def cycle(self, stream: str, kind: str = "once") -> dict[str, Any]:
+        """One cycle; returns its status, counts, wall time and requests (client side)."""
+        return self.call("cycle", stream=stream, kind=kind)
+
+    def until_quiet(self, stream: str, max_cycles: int = 8) -> list[dict[str, Any]]:
+        """Cycles until one writes nothing on either server (or fails, or `max_cycles`)."""
+        cycles: list[dict[str, Any]] = []
+        for _ in range(max_cycles):
+            cycles.append(self.cycle(stream))
+            last = cycles[-1]
+            if last["status"] != "ok" or not (last["req"]["cm_write"] + last["req"]["mt_write"]):
+                break
+        return cycles
+
+    def peak_rss_kib(self) -> int:
+        return int(self.call("rss"))
+
+    def _reply(self) -> Any:
+        if not self._conn.poll(1800):
+            raise TimeoutError("the syncd worker did not answer within 30 minutes")
+        try:
+            ok, value = self._conn.recv()
+        except EOFError:
+            raise RuntimeError("the syncd worker died (see its traceback above)") from None
+        if not ok:
+            raise RuntimeError(f"syncd worker failed:\n{value}")
+        return value
+
+    def stop(self) -> None:
+        if self._process.is_alive():
+            try:
+                self._conn.send(("stop", {}))
+                self._conn.poll(30)
+            except (BrokenPipeError, OSError):
+                pass
+            self._process.join(timeout=30)
+        if self._process.is_alive():
+            self._process.terminate()
+            self._process.join(timeout=5)
+
+
+def _worker_main(conn: Connection, config_path: Path) -> None:
+    try:
+        from syncd.app import App
+
+        log_to_file(config_path.parent / "syncd.log")
+        app = App(load_bench_config(config_path))
+    except Exception:
+        conn.send((False, traceback.format_exc()))
+        return
+    conn.send((True, None))
+    try:
+        while True:
+            command, args = conn.recv()
+            if command == "stop":
+                conn.send((True, None))
+                return
+            try:
+                if command == "cycle":
+                    conn.send((True, _worker_cycle(app, **args)))
+                elif command == "rss":
+                    conn.send((True, peak_rss_kib()))
+                else:
+                    raise ValueError(f"unknown worker command {command!r}")
+            except Exception:
+                conn.send((False, traceback.format_exc()))
+    except EOFError:
+        return
+    finally:
+        app.close()
+
+
+def _worker_cycle(app: Any, stream: str, kind: str) -> dict[str, Any]:
+    before = app.stats.snapshot()["by_route"]
+    started = time.perf_counter()
+    ledger = app.open_ledger()
+    try:
+        report = app.stream(stream, app.runtime(ledger)).run(kind=kind)
+    finally:
+        ledger.close()
+    seconds = time.perf_counter() - started
+    after = app.stats.snapshot()["by_route"]
+    routes = Counter(after)
+    routes.subtract(before)
+    return {
+        "status": report.status,
+        "error": report.error,
+        "counts": dict(report.counts),
+        "notes": report.notes[:5],
+        "seconds": seconds,
+        "req": diff(split_requests(after), split_requests(before)),
+        "routes": {k: v for k, v in routes.items() if v},
+    }

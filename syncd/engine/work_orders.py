@@ -130,9 +130,9 @@ class WorkOrderSync(Stream):
             self.rt.check_stop()
             try:
                 ot = self.mt.get_ot(ot_id)
-            except RECORD_ERRORS:
-                ot = None
-                misses = 0
+            except RECORD_ERRORS:  # exists but unreadable: the normal pass quarantines it
+                misses, ot_id = 0, ot_id + 1
+                continue
             if ot is None:
                 misses += 1
             else:
