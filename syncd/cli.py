@@ -360,6 +360,56 @@ def conflicts_resolve(ctx: Context, conflict_id: int, take: str, value: str | No
     click.echo(message)
 
 
+@cli.group()
+def quarantine() -> None:
+    """Records set aside (unreadable, unmappable or refused); retried with back-off."""
+
+
+@quarantine.command("list")
+@click.option("--stream", default=None)
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def quarantine_list(ctx: Context, stream: str | None, as_json: bool) -> None:
+    from .views import quarantine_rows, render_table
+
+    rows = quarantine_rows(ctx.config(secrets=False), stream=stream)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+    elif rows:
+        columns = ["stream", "side", "record_id", "reason", "attempts", "next_retry_at"]
+        click.echo(render_table(rows, columns))
+    else:
+        click.echo("quarantine is empty")
+
+
+@quarantine.command("retry")
+@click.argument("record", required=False)
+@click.option("--stream", default=None, help="Only this stream's records.")
+@pass_ctx
+def quarantine_retry(ctx: Context, record: str | None, stream: str | None) -> None:
+    """Retry now instead of after the back-off: one `clickmaint:<id>` / `mantenimiento:<id>`,
+    or everything (of --stream). Useful after fixing the cause (a vocabulary, a material)."""
+    from .views import retry_quarantined
+
+    side = record_id = None
+    if record is not None:
+        prefix, _, record_id = record.partition(":")
+        aliases = {"clickmaint": "cm", "cm": "cm", "mantenimiento": "mt", "mt": "mt"}
+        if prefix not in aliases or not record_id:
+            raise click.BadParameter(
+                "use clickmaint:<id> or mantenimiento:<id>", param_hint="RECORD"
+            )
+        side = aliases[prefix]
+    try:
+        count = retry_quarantined(
+            ctx.config(secrets=False), stream=stream, side=side, record_id=record_id
+        )
+    except KeyError as exc:
+        click.echo(f"syncd: {exc.args[0]}", err=True)
+        sys.exit(1)
+    click.echo(f"{count} quarantined record(s) will be retried by the next cycle")
+
+
 @cli.command()
 @click.argument("files", nargs=-1, type=click.Path(dir_okay=False, allow_dash=True))
 @click.option("--level", type=click.Choice(["debug", "info", "warning", "error"]), default=None)

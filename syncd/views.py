@@ -441,6 +441,30 @@ def conflict_details(config: Config, conflict_id: int) -> dict[str, Any] | None:
     return details
 
 
+def quarantine_rows(config: Config, *, stream: str | None = None) -> list[dict[str, Any]]:
+    with _reading(config) as ledger:
+        if ledger is None:
+            return []
+        return [asdict(q) for q in ledger.list_quarantine(stream)]
+
+
+def retry_quarantined(
+    config: Config,
+    *,
+    stream: str | None = None,
+    side: str | None = None,
+    record_id: str | None = None,
+) -> int:
+    """Make quarantined records due now; returns how many."""
+    if not config.ledger_path.exists():
+        raise KeyError(f"no ledger at {config.ledger_path} (has syncd run yet?)")
+    ledger = Ledger.open(config.ledger_path)
+    try:
+        return ledger.make_due(stream, side, record_id)
+    finally:
+        ledger.close()
+
+
 def _operator() -> str:
     try:
         return getpass.getuser()

@@ -151,6 +151,29 @@ def test_conflicts_round_trip(env: dict[str, str], ledger: Ledger) -> None:
 
 
 # -- logs -------------------------------------------------------------------------------------
+def test_quarantine_list_and_retry(env: dict[str, str], ledger: Ledger) -> None:
+    assert "quarantine is empty" in invoke(env, "quarantine", "list").output
+    ledger.quarantine("part_usage", "cm", "9094", "no mantenimiento Material with sku 'X'")
+    ledger.quarantine("requests", "cm", "315", "request status None is unknown")
+    later = ledger.list_quarantine()
+    assert all(q.next_retry_at > "2026-01-01" for q in later)
+    listing = invoke(env, "quarantine", "list")
+    assert "9094" in listing.output and "315" in listing.output
+    rows = json.loads(invoke(env, "quarantine", "list", "--stream", "requests", "--json").output)
+    assert [r["record_id"] for r in rows] == ["315"]
+
+    one = invoke(env, "quarantine", "retry", "clickmaint:315")
+    assert one.exit_code == 0 and one.output.startswith("1 quarantined record")
+    assert [q.record_id for q in ledger.due_quarantine("requests")] == ["315"]
+    assert ledger.due_quarantine("part_usage") == []
+    assert ledger.get_quarantined("requests", "cm", "315").attempts == 1  # back-off kept
+
+    everything = invoke(env, "quarantine", "retry", "--stream", "part_usage")
+    assert everything.output.startswith("1 quarantined record")
+    assert [q.record_id for q in ledger.due_quarantine("part_usage")] == ["9094"]
+    assert invoke(env, "quarantine", "retry", "nonsense").exit_code == 2
+
+
 def test_logs_from_a_file(env: dict[str, str], tmp_path: Path) -> None:
     log = tmp_path / "syncd.log"
     log.write_text("\n".join(LOG_FILE_LINES) + "\n")

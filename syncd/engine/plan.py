@@ -11,7 +11,7 @@ from enum import Enum
 
 from ..config import DeletesSection, ScopeSection
 from .mapping import iso_z, parse_iso
-from .records import Marker, Snapshot
+from .records import WORK_ORDER, Marker, Snapshot
 
 
 class Origin(Enum):
@@ -19,7 +19,9 @@ class Origin(Enum):
     OURS = "ours"  # created by syncd from the other side (carries our marker)
 
 
-def origin_of(snapshot: Snapshot, *, this_side: str) -> tuple[Origin, Marker | None]:
+def origin_of(
+    snapshot: Snapshot, *, this_side: str, kind: str = WORK_ORDER
+) -> tuple[Origin, Marker | None]:
     """Did syncd create this record?  Our marker names the *other* side's record."""
     raw = snapshot.get("_marker")
     if not raw:
@@ -27,6 +29,9 @@ def origin_of(snapshot: Snapshot, *, this_side: str) -> tuple[Origin, Marker | N
     marker = Marker(**raw)
     if marker.source_side == this_side:
         return Origin.NEW, None  # a marker pointing at ourselves is a copy-paste, not ours
+    if marker.kind != kind:
+        # e.g. a work order Click Maint made from a request, description (and marker) copied
+        return Origin.NEW, None
     return Origin.OURS, marker
 
 

@@ -78,9 +78,14 @@ def snapshot_hash(snapshot: Snapshot, fields: tuple[FieldSpec, ...] = WORK_ORDER
 # -- outbox markers -------------------------------------------------------------------------
 # A create carries a marker so that, after a crash, the record can be found and adopted
 # instead of created twice; the marker also names the source record, so even a lost ledger can
-# be re-linked.  Format: ⟦syncd cm:123 t:ab12cd34ef56⟧ (side and id of the *source* record).
+# be re-linked.  Format: ⟦syncd cm:123 t:ab12cd34ef56⟧ (side and id of the *source* record);
+# the requests stream writes ⟦syncd req cm:310 t:…⟧, because Click Maint copies a request's
+# description into the work order it becomes, and that copy must not pass for a work order
+# syncd created from OT 310.
 
-_MARKER = re.compile(r"\s*⟦syncd (cm|mt):(\d+) t:([0-9a-f]{6,32})⟧")
+_MARKER = re.compile(r"\s*⟦syncd (?:(req) )?(cm|mt):(\d+) t:([0-9a-f]{6,32})⟧")
+WORK_ORDER = "wo"
+REQUEST = "req"
 
 
 @dataclass(frozen=True)
@@ -88,9 +93,12 @@ class Marker:
     source_side: str
     source_id: str
     token: str
+    #: which kind of record the source is: WORK_ORDER (an OT / work order) or REQUEST
+    kind: str = WORK_ORDER
 
     def text(self) -> str:
-        return f"⟦syncd {self.source_side}:{self.source_id} t:{self.token}⟧"
+        tag = "" if self.kind == WORK_ORDER else f"{self.kind} "
+        return f"⟦syncd {tag}{self.source_side}:{self.source_id} t:{self.token}⟧"
 
 
 def find_marker(text: str | None) -> Marker | None:
@@ -99,7 +107,8 @@ def find_marker(text: str | None) -> Marker | None:
     match = _MARKER.search(text)
     if match is None:
         return None
-    return Marker(match.group(1), match.group(2), match.group(3))
+    kind, side, source_id, token = match.groups()
+    return Marker(side, source_id, token, kind or WORK_ORDER)
 
 
 def strip_marker(text: str) -> str:

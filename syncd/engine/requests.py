@@ -19,12 +19,12 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from ..ledger.models import Intent, Link
+from ..ledger.models import Intent, Link, utcnow
 from ..systems.errors import BadResponse, NotFound, Rejected, ServerError
 from .mapping import MappingError, RequestMapping, iso_z, parse_iso
 from .merge import Resolution, advance_base, merge
 from .plan import Origin, deletion_guard, origin_of
-from .records import FieldSpec, Marker, Snapshot, merged_view, snapshot_hash
+from .records import REQUEST, FieldSpec, Marker, Snapshot, merged_view, snapshot_hash
 from .run import FATAL_REMOTE, CycleReport, Stream
 
 NO_AVISO_EDIT = "mantenimiento's API cannot edit an aviso's text or priority after creation"
@@ -49,6 +49,7 @@ class RequestSync(Stream):
         self._avisos = None
         self._resume_outbox()
         self._scan_requests(full=full)
+        self._retry_quarantine()
         self._scan_avisos()
 
     # -- reads -----------------------------------------------------------------------------------
@@ -92,7 +93,7 @@ class RequestSync(Stream):
         self.release("cm", cm_id)
         try:
             if link is None:
-                origin, marker = origin_of(cm, this_side="cm")
+                origin, marker = origin_of(cm, this_side="cm", kind=REQUEST)
                 if origin is Origin.OURS and marker is not None:
                     self._adopt_marked(marker, cm=cm)
                 elif self._in_scope_cm(cm):
@@ -111,6 +112,33 @@ class RequestSync(Stream):
         except RECORD_ERRORS as exc:
             self.quarantine("cm", cm_id, str(exc))
 
+    def _retry_quarantine(self) -> None:
+        """Re-read due quarantined requests by id.
+
+        The scan sees a request again only when it changes, so one garbled answer would hold
+        it for good.  Avisos need nothing of this: every cycle reads all of them.
+        """
+        for item in self.ledger.due_quarantine(self.name)[:50]:
+            if item.side != "cm":
+                continue
+            self.rt.check_stop()
+            try:
+                raw = self.cm.get_request(int(item.record_id))
+                self.mapping.from_cm(raw)
+            except NotFound:
+                self.release("cm", item.record_id)
+                continue
+            except FATAL_REMOTE:
+                raise
+            except RECORD_ERRORS as exc:
+                self.quarantine("cm", item.record_id, str(exc))  # the next, longer backoff
+                continue
+            link = self.ledger.get_link(self.name, cm_id=item.record_id)
+            if link is not None and not self.rt.dry_run:
+                link.dirty = True  # its hash may be unchanged: sync the pair anyway
+                self.ledger.save_link(link)
+            self._on_cm(raw)
+
     def _in_scope_cm(self, cm: Snapshot) -> bool:
         not_before = self.config.scope.not_before
         limit = iso_z(parse_iso(not_before, "not_before")) if not_before else None
@@ -122,29 +150,35 @@ class RequestSync(Stream):
         avisos = self.avisos(refresh=True)
         links = {link.mt_id: link for link in self.ledger.iter_links(self.name, state="active")}
         missing = [link for mt_id, link in links.items() if int(mt_id) not in avisos]
+        now = utcnow()
         for aviso_id, aviso in sorted(avisos.items()):
             self.rt.check_stop()
+            held = self.ledger.get_quarantined(self.name, "mt", str(aviso_id))
+            if held is not None and held.next_retry_at > now:
+                continue  # quarantined: left alone until its retry is due
             try:
                 mt = self.mapping.from_mt(aviso)
             except MappingError as exc:
-                held = self.ledger.get_quarantined(self.name, "mt", str(aviso_id))
-                if held is None or held.reason != str(exc):
-                    self.quarantine("mt", aviso_id, str(exc))
+                self.quarantine("mt", aviso_id, str(exc))
                 continue
             link = links.get(str(aviso_id))
             try:
                 if link is None:
                     if self.ledger.get_link(self.name, mt_id=str(aviso_id)) is not None:
                         continue  # linked but not active (partner deleted)
-                    origin, marker = origin_of(mt, this_side="mt")
+                    origin, marker = origin_of(mt, this_side="mt", kind=REQUEST)
                     if origin is Origin.OURS and marker is not None:
                         self._adopt_marked(marker, mt=mt)
                     elif self._in_scope_mt(aviso):
                         self._create_request(mt, None)
+                    if held is not None and self.ledger.get_link(self.name, mt_id=str(aviso_id)):
+                        self.release("mt", aviso_id)
                     continue
                 if snapshot_hash(mt, REQUEST_FIELDS) != link.mt_hash or link.dirty:
                     self._sync_pair(link, link.cm_seen, mt)
                 self._check_work_order_link(link, mt)
+                if held is not None:
+                    self.release("mt", aviso_id)
             except FATAL_REMOTE:
                 raise
             except RECORD_ERRORS as exc:
@@ -324,7 +358,7 @@ class RequestSync(Stream):
                 "cm", cm_id, "an aviso needs an ubicacion: set mantenimiento.default_ubicacion_id"
             )
             return
-        marker = Marker("cm", cm_id, intent.token)
+        marker = Marker("cm", cm_id, intent.token, REQUEST)
         form = {
             "ubicacion": ubicacion,
             "descripcion": self.mapping.aviso_text(cm, marker),
@@ -365,7 +399,7 @@ class RequestSync(Stream):
             if intent.state != "pending":
                 self._resume(intent)
                 return
-        fields = self.mapping.cm_create_fields(mt, Marker("mt", mt_id, intent.token))
+        fields = self.mapping.cm_create_fields(mt, Marker("mt", mt_id, intent.token, REQUEST))
         response = self.send_create(
             intent,
             lambda: self.cm.create_request(fields),

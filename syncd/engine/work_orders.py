@@ -430,8 +430,7 @@ class WorkOrderSync(Stream):
     def _on_unlinked_cm(self, cm: Snapshot) -> None:
         assert self.report is not None
         origin, marker = origin_of(cm, this_side="cm")
-        if origin is Origin.OURS and marker is not None:
-            self._claim_ours(marker, cm=cm)
+        if origin is Origin.OURS and marker is not None and self._claim_ours(marker, cm=cm):
             return
         decision = cm_scope(cm, self.config.scope)
         if not decision.in_scope:
@@ -441,9 +440,15 @@ class WorkOrderSync(Stream):
 
     def _claim_ours(
         self, marker: Marker, *, cm: Snapshot | None = None, mt: Snapshot | None = None
-    ) -> None:
-        """A record carrying our marker but not linked: a create whose link was never committed."""
+    ) -> bool:
+        """A record carrying our marker but not linked: a create whose link was never committed.
+
+        False when the marker is not this stream's after all (a request marker in the old,
+        untagged format, copied into a work order by Click Maint): the record is a user's.
+        """
         intent = self.ledger.intent_by_token(marker.token)
+        if intent is not None and intent.stream != self.name:
+            return False
         source_link = (
             self.ledger.get_link(self.name, mt_id=marker.source_id)
             if marker.source_side == "mt"
@@ -456,7 +461,7 @@ class WorkOrderSync(Stream):
             self.history("duplicate_detected", **{f"{side}_id": rid}, marker=marker.text())
             self.report.counts["duplicates_detected"] += 1
             self.log.error("record.duplicate", side=side, record=str(rid), marker=marker.text())
-            return
+            return True
         if intent is None:
             # ledger lost or replaced: the marker still names the source record; re-link it
             intent = self.ledger.add_intent(
@@ -471,15 +476,16 @@ class WorkOrderSync(Stream):
             mt_raw = self.mt.get_ot(int(marker.source_id))
             if mt_raw is None:
                 self.report.counts["orphans"] += 1
-                return
+                return True
             self._adopt(intent, cm_id=str(cm["_id"]), cm=cm, mt_raw=mt_raw)
         elif mt is not None:
             try:
                 cm_raw = self.cm.get_work_order(int(marker.source_id))
             except NotFound:
                 self.report.counts["orphans"] += 1
-                return
+                return True
             self._adopt(intent, mt_id=str(mt["_id"]), mt=mt, cm_raw=cm_raw)
+        return True
 
     # ======================================================================================
     # 3. new OTs
@@ -554,8 +560,7 @@ class WorkOrderSync(Stream):
         self.release("mt", mt_id)
         try:
             origin, marker = origin_of(mt, this_side="mt")
-            if origin is Origin.OURS and marker is not None:
-                self._claim_ours(marker, mt=mt)
+            if origin is Origin.OURS and marker is not None and self._claim_ours(marker, mt=mt):
                 return
             decision = mt_scope(mt, self.config.scope, datetime.now(UTC))
             if not decision.in_scope:

@@ -572,6 +572,19 @@ class Ledger:
         )
         return cursor.rowcount > 0
 
+    def make_due(
+        self, stream: str | None = None, side: str | None = None, record_id: str | None = None
+    ) -> int:
+        """An operator's "retry now": the next cycle retries these instead of waiting out the
+        back-off (attempts are kept, so a record still bad backs off from where it was)."""
+        sql = "UPDATE quarantine SET next_retry_at = ? WHERE 1 = 1"
+        params: list[Any] = [utcnow()]
+        for column, value in (("stream", stream), ("side", side), ("record_id", record_id)):
+            if value is not None:
+                sql += f" AND {column} = ?"
+                params.append(value)
+        return int(self._write(sql, params).rowcount or 0)
+
     def due_quarantine(self, stream: str, now: str | None = None) -> list[Quarantined]:
         now = now or utcnow()
         rows = self._rows(

@@ -145,3 +145,83 @@ def test_timed_out_aviso_create_is_adopted(h: Harness) -> None:
     assert calls["n"] == 1
     assert sum(1 for a in h.mt.avisos.values() if a["descripcion"].startswith("Una sola vez")) == 1
     assert link_of(h, "requests", cm_id=req) is not None
+
+
+def test_work_order_made_from_an_aviso_request_is_not_taken_for_syncds_own(h: Harness) -> None:
+    """Click Maint copies the request's description, marker included, into the work order it
+    makes on approval; that work order is a user's, not a create syncd lost track of."""
+    aviso = new_aviso(h, "Fuga de agua en cámara")
+    both(h)
+    req = int(link_of(h, "requests", mt_id=aviso).cm_id)
+    assert "⟦syncd req mt:" in h.cm.requests[req]["description"]
+    h.cm.update_request(req, {"status": "approved"})
+    wo = h.cm.requests[req]["work_order_id"]
+    assert "⟦syncd req mt:" in h.cm.work_orders[wo]["description"]
+    both(h)
+    ot = int(link_of(h, "work_orders", cm_id=wo).mt_id)
+    assert h.mt.ots[ot]["aviso_id"] == aviso
+    assert "⟦syncd req" not in (h.mt.ots[ot]["notas"] or "")
+    both(h)
+    assert sum(1 for o in h.mt.ots.values() if o["aviso_id"] == aviso) == 1
+    ledger = h.ledger()
+    try:
+        assert ledger.count_history("duplicate_detected") == 0
+    finally:
+        ledger.close()
+
+
+def test_both_users_convert_the_same_pair_and_nothing_is_left_unlinked(h: Harness) -> None:
+    """The request approved in Click Maint *and* the aviso turned into an OT, before syncd
+    looked: two pieces of work, both mirrored; the disagreement is in the history."""
+    aviso = new_aviso(h, "Ruido en compresor")
+    both(h)
+    req = int(link_of(h, "requests", mt_id=aviso).cm_id)
+    h.cm.update_request(req, {"status": "approved"})
+    wo = h.cm.requests[req]["work_order_id"]
+    ot = h.mt.create_ot(
+        descripcion_corta="Corr.: Ruido en compresor",
+        tipo="CORRECTIVA",
+        aviso_id=aviso,
+        ubicacion_id=12,
+        inicio_programado="2030-01-01T10:00:00+00:00",
+        fin_programado="2030-01-01T12:00:00+00:00",
+    )["id"]
+    both(h)
+    both(h)
+    assert link_of(h, "work_orders", cm_id=wo) is not None
+    assert link_of(h, "work_orders", mt_id=ot) is not None
+    linked_wos = {int(cm) for cm, _mt in h.pairs()}
+    assert set(h.cm.work_orders) <= linked_wos
+
+
+def test_request_quarantined_by_a_garbled_read_is_retried_and_released(h: Harness) -> None:
+    req = h.cm.create_request({"title": "Cambiar filtro", "priority": "low"})["id"]
+    both(h)
+    aviso = int(link_of(h, "requests", cm_id=req).mt_id)
+    h.cm.update_request(req, {"status": "approved"})
+    h.cm.requests[req]["status"] = "garbled"  # as one bad answer would show it
+    h.cm.clock.advance(10)
+    assert h.sync(stream="requests").counts["quarantined"] == 1
+
+    def held() -> bool:
+        ledger = h.ledger()
+        try:
+            return ledger.get_quarantined("requests", "cm", str(req)) is not None
+        finally:
+            ledger.close()
+
+    h.cm.clock.advance(600)  # the scan's watermark moves past the request
+    for _ in range(2):
+        h.sync(stream="requests")
+    # the next answers are fine, but the record does not change again: only a retry sees it
+    h.cm.requests[req]["status"] = "approved"
+    h.sync(stream="requests")
+    assert held() and h.mt.avisos[aviso]["estado"] != "PROCESO"
+    ledger = h.ledger()
+    try:
+        assert ledger.make_due("requests") == 1  # `syncd quarantine retry`
+    finally:
+        ledger.close()
+    h.sync(stream="requests")
+    assert not held()
+    assert h.mt.avisos[aviso]["estado"] == "PROCESO"  # the approval reached mantenimiento
