@@ -7,8 +7,11 @@ our own sends is the only scheme that is safe against both (a sequence that neve
 that the budget has to
 
 * keep a *reserve* that only priority callers (adoption look-ups, `syncd check`) may use,
-* follow the server's own view (`X-RateLimit-Remaining/Reset`), because other clients behind
-  the same IP spend the same budget,
+* follow the server's own view (`X-RateLimit-Remaining/Reset`) while it is fresh, because
+  other clients behind the same IP spend the same budget, and because after a fixed window
+  resets the server allows a new burst that a sliding log of our sends would spread out (the
+  log alone decides only when no fresh server view exists: before the first answer, after a
+  reset, or with a server that sends no headers),
 * stop everybody when one caller gets a 429 with `Retry-After`, and
 * serve waiting callers first-come-first-served so one busy stream cannot starve another.
 
@@ -69,6 +72,7 @@ class RateBudget:
         self._sent: deque[float] = deque()
         self._paused_until = 0.0
         self._server_remaining: int | None = None
+        self._capped = False
         self._server_reset_at = 0.0  # monotonic
         self._cond = threading.Condition()
         self._next_ticket = 0
@@ -133,6 +137,8 @@ class RateBudget:
         with self._cond:
             if limit and limit > self.reserve:
                 adopted = min(limit, self.ceiling) if self.ceiling else limit
+                # an operator's cap below the server's limit: our own log must keep deciding
+                self._capped = adopted < limit
                 if adopted != self.limit:
                     self.limit = adopted
             if remaining is not None and reset_epoch is not None:
@@ -187,14 +193,19 @@ class RateBudget:
         self._expire(now)
         if now < self._paused_until:
             return self._paused_until - now
+        server_left = self._server_view(now)
+        if server_left is not None:
+            # The server's own count wins over our log while it is fresh: it also counts the
+            # other clients behind our IP, and a fixed window that reset lets a new burst go at
+            # once instead of replaying the last window's pace.
+            floor = 0 if priority else self.reserve
+            if server_left <= floor:
+                return max(0.001, self._server_reset_at - now)
+            if not self._capped:
+                return 0.0
         allowed = self.limit if priority else self.limit - self.reserve
         if len(self._sent) >= allowed:
             # the oldest send that must expire before we are under the limit again
             index = len(self._sent) - allowed
             return max(0.001, self._sent[index] + self.window - now)
-        server_left = self._server_view(now)
-        if server_left is not None:
-            floor = 0 if priority else self.reserve
-            if server_left <= floor:
-                return max(0.001, self._server_reset_at - now)
         return 0.0

@@ -95,6 +95,35 @@ def test_server_view_and_pause_hold_everyone() -> None:
     budget.acquire()
 
 
+def test_a_fresh_server_window_allows_a_new_burst() -> None:
+    """A fixed window that reset must not be spread out at the pace of the last one."""
+    clock = FakeClock()
+    wall = [5000.0]
+    budget = RateBudget("t", 10, 60, reserve=2, clock=clock, wall=lambda: wall[0])
+    for _ in range(8):  # the usable share of the first window, each answer seen
+        budget.acquire()
+        clock.now += 5
+        wall[0] += 5
+    with pytest.raises(BudgetExhausted):  # our log is full for another 60 - 40 s
+        budget.acquire(deadline=clock.now + 1)
+    # the server reset its window: a fresh count of 10 with 9 left after one request
+    budget.observe(10, 9, wall[0] + 60)
+    for _ in range(7):  # down to the reserve, at once
+        budget.acquire(deadline=clock.now + 0.001)
+    with pytest.raises(BudgetExhausted):
+        budget.acquire(deadline=clock.now + 1)
+
+
+def test_an_operator_cap_below_the_server_limit_keeps_our_log_deciding() -> None:
+    clock = FakeClock()
+    budget = RateBudget("t", 300, 60, reserve=1, ceiling=5, clock=clock, wall=lambda: 5000.0)
+    budget.observe(300, 299, 5000.0 + 60)
+    for _ in range(4):
+        budget.acquire()
+    with pytest.raises(BudgetExhausted):  # the server would allow 295 more; the cap says no
+        budget.acquire(deadline=clock.now + 1)
+
+
 def test_learns_limit_but_respects_ceiling() -> None:
     budget = RateBudget("t", 300, 300, reserve=10)
     budget.observe(1000, 990, time.time() + 100)
