@@ -483,18 +483,22 @@ class Daemon:
                 state.last_summary = _short(report)
                 state.failures = state.failures + 1 if report.status == "failed" else 0
             if report.status == "partial" and not self.stop.is_set():
-                self._run_again_soon(name)
+                self._run_again_soon(name, report.budget_wait)
         finally:
             lock.release()
 
-    def _run_again_soon(self, name: str) -> None:
-        """A cycle cut short by the rate budget has a backlog: continue as soon as the budget
-        allows instead of idling until the next interval (an idle budget is wasted budget)."""
+    def _run_again_soon(self, name: str, budget_wait: float) -> None:
+        """A cycle cut short by the rate budget has a backlog: continue when the budget has
+        room again instead of idling until the next interval (an idle budget is wasted
+        budget). Not earlier: a cycle started into an empty budget would re-read every open
+        OT from mantenimiento only to stop at its first Click Maint request, once a second
+        for the rest of the window."""
         scheduler = self.scheduler
         if scheduler is None:
             return
+        delay = max(1.0, budget_wait)
         try:
-            scheduler.modify_job(name, next_run_time=datetime.now(UTC) + timedelta(seconds=1))
+            scheduler.modify_job(name, next_run_time=datetime.now(UTC) + timedelta(seconds=delay))
         except Exception:  # the job may have been removed by a reload meanwhile
             log.debug("cycle.reschedule_failed", stream=name)
 

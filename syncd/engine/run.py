@@ -96,6 +96,8 @@ class CycleReport:
     error: str | None = None
     started: float = field(default_factory=time.monotonic)
     cm_requests: int = 0
+    #: for a `partial` cycle: seconds until the rate budget can serve the next request
+    budget_wait: float = 0.0
 
     @property
     def writes(self) -> int:
@@ -187,6 +189,7 @@ class Stream:
                 report.notes.append("stopped on request after committing the current record")
             except BudgetExhausted as exc:
                 report.status = "partial"
+                report.budget_wait = max(0.0, float(exc.wait))
                 report.notes.append(str(exc))
                 self.log.warning("cycle.budget_exhausted", wait=round(exc.wait, 1))
             except MappingChanged as exc:

@@ -6,6 +6,7 @@ import os
 import socket
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -226,3 +227,24 @@ def test_notify_abstract_socket_and_no_socket(monkeypatch: pytest.MonkeyPatch) -
     assert sdnotify.notify("WATCHDOG=1") is False
     monkeypatch.delenv("NOTIFY_SOCKET")
     assert sdnotify.notify("WATCHDOG=1") is False
+
+
+# -- a cycle cut short by the rate budget ------------------------------------------------------
+@pytest.mark.parametrize(("budget_wait", "expected"), [(0.0, 1.0), (0.2, 1.0), (42.0, 42.0)])
+def test_partial_cycle_resumes_when_the_budget_has_room(
+    config: Config, budget_wait: float, expected: float
+) -> None:
+    """Not one second later: a cycle started into an empty budget would re-read every open OT
+    only to stop at its first Click Maint request, over and over until the window refills."""
+    moved: dict[str, Any] = {}
+
+    def modify_job(job_id: str, **changes: Any) -> None:
+        moved[job_id] = changes["next_run_time"]
+
+    daemon = Daemon(config)
+    daemon.scheduler = SimpleNamespace(modify_job=modify_job)  # type: ignore[assignment]
+    before = datetime.now(UTC)
+    daemon._run_again_soon("work_orders", budget_wait)
+    after = datetime.now(UTC)
+    delay = moved["work_orders"]
+    assert before + timedelta(seconds=expected) <= delay <= after + timedelta(seconds=expected)

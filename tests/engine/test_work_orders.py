@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from syncd.engine.records import find_marker, strip_marker
+from syncd.sandbox.clickmaint_sim import ClickMaintVariant
 
 from .harness import Harness, make_harness
 
@@ -406,3 +407,22 @@ def test_changed_mapping_requires_rebaseline(h: Harness) -> None:
     accepted = h.sync(kind="resync", rebaseline=True)
     assert accepted.status == "ok"
     assert h.sync().status == "ok"
+
+
+def test_cycle_cut_by_the_budget_is_partial_and_says_when_to_resume(tmp_path: Path) -> None:
+    """The daemon resumes a partial cycle when the budget has room (`budget_wait`); the
+    records written before the cut stay written and linked."""
+    h = make_harness(tmp_path, variant=ClickMaintVariant(rate_limit=12, rate_window=600))
+    h.rewrite_config(
+        lambda text: text.replace(
+            "[clickmaint]\n",
+            "[clickmaint]\nrate_limit = 12\nrate_window_seconds = 600\nrate_reserve = 1\n",
+        )
+    )
+    for i in range(20):
+        new_ot(h, f"OT {i}: engrase")
+    report = h.sync(kind="cycle")
+    assert report.status == "partial"
+    assert 0 < report.budget_wait <= 600
+    assert 0 < report.counts["created_cm"] < 20
+    assert len(h.pairs()) == report.counts["created_cm"]
