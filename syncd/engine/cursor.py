@@ -22,6 +22,7 @@ duplicates are expected and removed by the caller comparing `(id, updated_at)` w
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -105,15 +106,25 @@ class WorkOrderScan:
         watermark: str | None,
         per_page: int,
         lookback_seconds: int,
-        horizon: datetime,
+        horizon: datetime | Callable[[], datetime],
     ) -> None:
         self.fetch = fetch
         self.strategy = strategy
         self.per_page = per_page
         self.start = _minus(watermark, lookback_seconds) if watermark else None
-        self.horizon = iso_z(horizon) or EPOCH  # server_now - lag
+        self._horizon_of = horizon if callable(horizon) else (lambda: horizon)
+        self._horizon: str | None = None if callable(horizon) else iso_z(horizon) or EPOCH
         self.report = ScanReport(strategy=strategy)
         self._tie_ok = True
+
+    @property
+    def horizon(self) -> str:
+        """server_now - lag, fixed at the first answer of the scan: a fresh process learns
+        the server's clock from that answer's `Date` header, and a horizon taken from the
+        local clock before it could lie in the server's future and skip changes for good."""
+        if self._horizon is None:
+            self._horizon = iso_z(self._horizon_of()) or EPOCH
+        return self._horizon
 
     def _over_budget(self, prev_total_pages: int, page_no: int) -> bool:
         """Offset scans chase a list that can grow while we read it; stop at twice its size."""
@@ -124,7 +135,14 @@ class WorkOrderScan:
         return False
 
     def _get(self, query: Query) -> Page:
-        page = self.fetch(query)
+        if self._horizon is not None:
+            page = self.fetch(query)
+        else:
+            sent = time.monotonic()
+            page = self.fetch(query)
+            # the server's clock is known now; the horizon is its time when the page was asked
+            elapsed = timedelta(seconds=time.monotonic() - sent)
+            self._horizon = iso_z(self._horizon_of() - elapsed) or EPOCH
         self.report.pages += 1
         self.report.items += len(page.items)
         return page

@@ -258,7 +258,7 @@ class Stream:
             watermark=watermark,
             per_page=max(1, min(cfg.per_page, caps.per_page_cap)),
             lookback_seconds=cfg.lookback_seconds if lookback is None else lookback,
-            horizon=self.cm_now() - timedelta(seconds=cfg.lag_seconds),
+            horizon=lambda: self.cm_now() - timedelta(seconds=cfg.lag_seconds),
         )
 
     def find_in_clickmaint(

@@ -426,3 +426,22 @@ def test_cycle_cut_by_the_budget_is_partial_and_says_when_to_resume(tmp_path: Pa
     assert 0 < report.budget_wait <= 602  # the server's reset time is whole seconds
     assert 0 < report.counts["created_cm"] < 20
     assert len(h.pairs()) == report.counts["created_cm"]
+
+
+def test_fresh_process_with_a_clock_ahead_of_click_maint_misses_nothing(tmp_path: Path) -> None:
+    """Every `sync --once` is a fresh process that learns Click Maint's time from the first
+    answer. A horizon taken from the local clock before that answer (here 60 s ahead of Click
+    Maint, more than lag + lookback) put the watermark in Click Maint's future, and edits made
+    in that gap were never synced."""
+    h = make_harness(tmp_path)
+    h.cm.clock.set_skew(-60)
+    wo = new_wo(h, "Revisar compresor")
+    h.quiet_sync()
+    ot = mt_for(h, wo)
+    h._reload()  # a new process: Click Maint's clock not known yet
+    h.quiet_sync()
+    h.cm.update_work_order(wo, {"title": "Revisar compresor 2"})
+    for _ in range(2):
+        h._reload()
+        h.sync()
+    assert h.mt.ots[ot]["descripcion_corta"] == "Revisar compresor 2"
