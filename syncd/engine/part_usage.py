@@ -102,7 +102,13 @@ class PartUsageSync(Stream):
         self._scan_parts(full=full)
         self._retry_waiting()
         self._retry_quarantine()
-        self._reverse_direction()
+        # one GET per open linked OT: as heavy as the work_orders re-read, so it follows the
+        # same knob (full passes and resyncs always look)
+        cycle_no = int(self.ledger.get_meta("pu_cycle_no", 0) or 0) + 1
+        if not self.rt.dry_run:
+            self.ledger.set_meta("pu_cycle_no", cycle_no)
+        if full or cycle_no % self.config.mantenimiento.open_reread_every == 0:
+            self._reverse_direction()
 
     # -- discovery --------------------------------------------------------------------------
     def _scan_parts(self, *, full: bool) -> None:

@@ -104,7 +104,7 @@ class CycleReport:
         return sum(
             v
             for k, v in self.counts.items()
-            if k.startswith(("created_", "updated_", "cancelled_", "mirrored_"))
+            if k.startswith(("created_", "updated_", "cancelled_", "mirrored"))
         )
 
     def summary(self) -> dict[str, Any]:

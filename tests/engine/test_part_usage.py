@@ -224,6 +224,29 @@ def test_materials_added_in_mantenimiento_are_reported_not_mirrorable(h: Harness
     assert usage_sync(h).counts["not_mirrored"] == 0  # reported once
 
 
+def test_materials_pass_follows_open_reread_every(h: Harness) -> None:
+    """One GET per open linked OT per pass: with `open_reread_every = 3` one cycle in three."""
+    h.rewrite_config(
+        lambda text: text.replace("[mantenimiento]\n", "[mantenimiento]\nopen_reread_every = 3\n")
+    )
+    _wo, ot = linked_work_order(h)
+    reads: list[int] = []
+
+    def count(request: httpx.Request) -> None:
+        if request.method == "GET" and "materiales-utilizados" in request.url.path:
+            reads[-1] += 1
+
+    h.mt_transport.before = count
+    for _ in range(6):
+        reads.append(0)
+        usage_sync(h)
+    assert [n > 0 for n in reads] == [False, False, True, False, False, True]
+    material = next(iter(h.mt.materials))
+    h.mt.add_material_usage(ot, material, Decimal("1.00"), comentario="a mano")
+    found = [usage_sync(h).counts["not_mirrored"] for _ in range(3)]
+    assert sorted(found) == [0, 0, 1]  # still reported, on the third cycle at the latest
+
+
 @given(
     kind=st.sampled_from(["usage", "restock", "return", "reconcile", "cost_update", "??"]),
     quantity=st.one_of(st.decimals(-5, 50, places=3), st.just("abc"), st.none()),
