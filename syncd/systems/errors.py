@@ -61,6 +61,11 @@ class ServerError(RemoteError):
     """5xx after the retries allowed for this request."""
 
 
+class LoginUnavailable(ServerError):
+    """The login step answered 5xx or 429: the request itself was never sent, so it may be
+    retried whatever its method (a wrong password is `AuthFailed`, never this)."""
+
+
 class BadResponse(RemoteError):
     """A body we cannot use: HTML where JSON was expected, truncated JSON, wrong envelope."""
 

@@ -28,6 +28,7 @@ from ..redact import excerpt
 from .budget import RateBudget
 from .errors import (
     BadResponse,
+    LoginUnavailable,
     OutcomeUnknown,
     RateLimited,
     RemoteError,
@@ -255,8 +256,12 @@ class HttpClient:
 
     def _wait(self, state: tenacity.RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
+        p = self.retry
         if isinstance(exc, _Retry) and isinstance(exc.error, RateLimited):
-            return 0.0  # the budget itself holds everybody until Retry-After has passed
+            if self.budget is not None:
+                return 0.0  # the budget itself holds everybody until Retry-After has passed
+            if exc.error.retry_after is not None:
+                return exc.error.retry_after  # no budget (mantenimiento): wait here
         p = self.retry
         base = min(p.backoff_max, p.backoff_initial * (2 ** (state.attempt_number - 1)))
         return base + random.uniform(0, p.jitter)
@@ -285,6 +290,10 @@ class HttpClient:
                 method, path, params=params, json=json, data=data, files=files
             )
             response.read()
+        except LoginUnavailable as exc:
+            # raised by an auth flow before the request went out: safe to resend
+            self._record(method, route, exc.status, started, attempt_no, "retry")
+            raise _Retry(exc) from None
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             # The request never left: safe to retry whatever the method.
             self._record(method, route, None, started, attempt_no, "retry")

@@ -21,6 +21,7 @@ from ..redact import excerpt
 from .errors import (
     AuthFailed,
     BadResponse,
+    LoginUnavailable,
     NotFound,
     PermissionDenied,
     Rejected,
@@ -95,6 +96,7 @@ class DjangoSessionAuth(httpx.Auth):
             login_url = request.url.copy_with(path=self.login_path, query=None)
             page = yield httpx.Request("GET", login_url)
             csrf = page.cookies.get("csrftoken")
+            _transient_login_answer(page, "GET", self.login_path)
             if page.status_code != 200 or not csrf:
                 raise AuthFailed(
                     f"login page unusable (HTTP {page.status_code})",
@@ -119,6 +121,7 @@ class DjangoSessionAuth(httpx.Auth):
                 },
             )
             session = answer.cookies.get("sessionid")
+            _transient_login_answer(answer, "POST", self.login_path)
             if answer.status_code not in (301, 302, 303) or not session:
                 reason = (
                     "CSRF check failed at login"
@@ -155,6 +158,21 @@ class DjangoSessionAuth(httpx.Auth):
             generation = self._generation
             self._apply(request)
             response = yield request
+
+
+def _transient_login_answer(response: httpx.Response, method: str, path: str) -> None:
+    """A busy or failing server during login is not a credentials problem: raise something
+    the HTTP layer retries (with back-off) instead of ending the cycle as an auth failure."""
+    status = response.status_code
+    if status == 429 or status >= 500:
+        response.read()
+        raise LoginUnavailable(
+            f"login answered HTTP {status}",
+            server="mantenimiento",
+            method=method,
+            path=path,
+            status=status,
+        )
 
 
 class MantenimientoClient:

@@ -205,3 +205,55 @@ def test_password_never_logged(mt_sim, caplog) -> None:
     assert PASSWORD not in caplog.text
     assert client.auth is not None and client.auth.sessionid
     assert client.auth.sessionid not in caplog.text
+
+
+class LoginTrouble(httpx.BaseTransport):
+    """The first `failures` login requests answer `status` (an overloaded server, nginx)."""
+
+    def __init__(self, sim: MantenimientoSim, failures: int, status: int) -> None:
+        self.inner = httpx.WSGITransport(app=sim)
+        self.failures = failures
+        self.status = status
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.startswith("/admin/login/") and self.failures > 0:
+            self.failures -= 1
+            return httpx.Response(self.status, html="<h1>busy</h1>")
+        return self.inner.handle_request(request)
+
+
+def _client_over(transport: httpx.BaseTransport) -> MantenimientoClient:
+    auth = DjangoSessionAuth("syncd", lambda: PASSWORD)
+    http = HttpClient(
+        "mantenimiento",
+        "http://mt.test",
+        timeout=5.0,
+        auth=auth,
+        retry=FAST_RETRY,
+        transport=transport,
+        stats=RequestStats(),
+        classify_5xx=MantenimientoClient.classify_5xx,
+    )
+    return MantenimientoClient(http, auth)
+
+
+@pytest.mark.parametrize("status", [429, 500, 502, 503])
+def test_a_busy_login_is_retried_not_an_auth_failure(mt_sim, status) -> None:
+    """Found by the chaos soak: a 5xx or 429 on the login page ended whole cycles as
+    "credentials refused"; the request behind the login was never sent, so even a write is
+    safely retried."""
+    ot_id = first_open_ot(mt_sim)
+    client = _client_over(LoginTrouble(mt_sim, failures=2, status=status))
+    assert client.get_ot(ot_id)["id"] == ot_id
+    writer = _client_over(LoginTrouble(mt_sim, failures=2, status=status))
+    writer.create_ot({"descripcion": f"tras el login t:lg{status}", "ubicacion": 11})
+    made = [o for o in mt_sim.ots.values() if f"t:lg{status}" in (o["descripcion_corta"] or "")]
+    assert len(made) == 1
+
+
+def test_a_login_that_stays_down_is_a_server_error(mt_sim) -> None:
+    client = _client_over(LoginTrouble(mt_sim, failures=100, status=503))
+    with pytest.raises(ServerError) as caught:
+        client.get_ot(first_open_ot(mt_sim))
+    assert not isinstance(caught.value, AuthFailed)
+    assert "login answered HTTP 503" in str(caught.value)
