@@ -129,6 +129,13 @@ class PartUsageSync(Stream):
         part_id = part.get("id")
         if not isinstance(part_id, int):
             return
+        if not _part_number(part):
+            # a listing item without its number (garbled answer?): ask for the part itself
+            # rather than file its transactions under an empty SKU
+            try:
+                part = self.cm.get_part(part_id)
+            except (NotFound, BadResponse, ServerError):
+                pass
         part_updated = _stamp(part.get("updated_at"))
         seen_key = f"part_seen:{part_id}"
         if part_updated and self.ledger.get_cursor(self.name, seen_key) == part_updated:
@@ -172,7 +179,7 @@ class PartUsageSync(Stream):
             kind="",
             state="new",
             part_id=str(part.get("id")),
-            part_number=str(part.get("number") or ""),
+            part_number=_part_number(part),
         )
         _read_into(fact, tx)  # a fact not decided yet takes what the server says now
         self._decide(fact, tx)
@@ -374,6 +381,8 @@ class PartUsageSync(Stream):
                 if fact.part_id and fact.part_id.isdigit() and fact.source_id.isdigit():
                     tx = self.cm.get_transaction(int(fact.part_id), int(fact.source_id))
                     _read_into(fact, tx)
+                    if not fact.part_number:
+                        fact.part_number = _part_number(self.cm.get_part(int(fact.part_id)))
                 self._materials.pop(self._sku(fact.part_number or ""), None)
                 self._decide(fact, tx)
             except NotFound:
@@ -449,3 +458,8 @@ def _read_into(fact: Fact, tx: dict[str, Any]) -> None:
     is_id = isinstance(work_order, int) and not isinstance(work_order, bool)
     fact.cm_wo_id = str(work_order) if is_id else None
     fact.detail = {"note": str(tx.get("note") or "")[:200], "created_at": tx.get("created_at")}
+
+
+def _part_number(part: dict[str, Any]) -> str:
+    number = part.get("number")
+    return number.strip() if isinstance(number, str) else ""

@@ -263,3 +263,24 @@ def test_classify_is_total_and_only_mirrors_clean_usage(kind, quantity, wo) -> N
         assert verdict.quantity == verdict.quantity.quantize(Decimal("0.01"))
     assert verdict.action in ("mirror", "not_mirrored", "quarantine")
     assert verdict.action == "mirror" or verdict.reason
+
+
+def test_part_listed_without_its_number_is_read_again(h: Harness) -> None:
+    """Found by the chaos soak: a parts listing item served without `number` filed its new
+    usage under an empty SKU ("no mantenimiento Material with sku ''")."""
+    wo, ot = linked_work_order(h)
+    part = h.parts["FL_A"]  # type: ignore[attr-defined]
+    h.cm.add_transaction(part, "usage", 1, work_order_id=wo)  # type: ignore[attr-defined]
+    number = h.cm.parts[part]["number"]
+    h.cm.parts[part]["number"] = None  # listing and detail alike: unreadable for a while ...
+    report = usage_sync(h)
+    assert report.counts["quarantined"] == 1
+    assert materials(h, ot) == []
+    h.cm.parts[part]["number"] = number  # ... then fine again (its stamp did not move)
+    ledger = h.ledger()
+    try:
+        ledger.make_due("part_usage")
+    finally:
+        ledger.close()
+    usage_sync(h)
+    assert len(materials(h, ot)) == 1
