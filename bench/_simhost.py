@@ -298,7 +298,23 @@ def _part_handlers(box: Any) -> dict[str, Callable[..., Any]]:
         verdict = full_verify(load_config(config_path, env=env), cm, mt)
         return {"ok": verdict.ok, **verdict.summary()}
 
+    def arrived(cm_changed: list[list[int]], mt_changed: list[list[int]], tag: str) -> dict:
+        """Like `verify`, but cheap enough to poll several times a second while syncd runs:
+        raw fields only, no rendering (the simulator process must keep serving syncd)."""
+        needle = f"[{tag}]"
+        with cm.lock, mt.lock:
+            to_mt = sum(
+                any(isinstance(v, str) and needle in v for v in mt.ots[ot_id].values())
+                for _wo_id, ot_id in cm_changed
+            )
+            to_cm = sum(
+                needle in (cm.work_orders[wo_id].get("description") or "")
+                for wo_id, _ot_id in mt_changed
+            )
+        return {"to_mt": to_mt, "to_cm": to_cm, "cm_total": cm.log.total}
+
     return {
+        "arrived": arrived,
         "cm_advance": cm_advance,
         "add_parts": add_parts,
         "part_ids": part_ids,
