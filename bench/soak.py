@@ -60,7 +60,7 @@ from syncd.engine.records import find_marker, strip_marker
 from syncd.ledger.models import Link
 from syncd.ledger.store import Ledger
 from syncd.locks import stream_lock
-from syncd.sandbox.catalog import MACHINES, PARTS, PLACES
+from syncd.sandbox.catalog import PARTS, PLACES, planned_ot_fields
 from syncd.sandbox.clickmaint_sim import ClickMaintVariant
 from syncd.sandbox.faults import FaultConfig
 from syncd.sandbox.launch import Sandbox, start_sandbox
@@ -675,19 +675,8 @@ class Driver:
 
     def op_create_mt(self) -> bool:
         n = self.serial()
-        machine_ = self.rng.choice(MACHINES)
-        start = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(hours=2)
-        self.box.mt.create_ot(
-            tipo="CORRECTIVA",
-            prioridad=self.rng.choice(["BAJA", "MEDIA", "ALTA"]),
-            estado="PROGRAMADA",
-            ubicacion_id=PLACES[machine_.place].mt_ubicacion_id,
-            activos=[machine_.mt_activo_id],
-            inicio_programado=start,
-            fin_programado=start + timedelta(hours=2),
-            descripcion_corta=f"Soak new OT {n}",
-            notas=self.rng.choice(NOTES),
-        )
+        note = self.rng.choice(NOTES)
+        self.box.mt.create_ot(**planned_ot_fields(self.rng, f"Soak new OT {n}", note))
         return True
 
     def op_close_mt(self) -> bool:

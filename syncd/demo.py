@@ -477,21 +477,9 @@ class Driver:
             self.counts["cm_creates"] += 1
             self.feed.line("user", f"Click Maint   new WO {wo['id']} {title!r}")
             return
-        from .sandbox.catalog import MACHINES, PLACES
+        from .sandbox.catalog import planned_ot_fields
 
-        machine = self.rng.choice(MACHINES)
-        start = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(hours=2)
-        ot = self.box.mt.create_ot(
-            tipo="CORRECTIVA",
-            prioridad=self.rng.choice(["BAJA", "MEDIA", "ALTA"]),
-            estado="PROGRAMADA",
-            ubicacion_id=PLACES[machine.place].mt_ubicacion_id,
-            activos=[machine.mt_activo_id],
-            inicio_programado=start,
-            fin_programado=start + timedelta(hours=2),
-            descripcion_corta=title,
-            notas=note,
-        )
+        ot = self.box.mt.create_ot(**planned_ot_fields(self.rng, title, note))
         self.counts["mt_creates"] += 1
         self.feed.line("user", f"mantenimiento new OT {ot['id']} {title!r}")
 

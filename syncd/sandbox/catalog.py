@@ -7,7 +7,10 @@ purpose between the two systems (a real deployment never has matching ids).
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -113,3 +116,21 @@ DESCRIPTIONS = [
     "",
     "Ñandú test: acentos á é í ó ú ü ñ — comillas «» y símbolos ½ °C.",
 ]
+
+
+def planned_ot_fields(rng: random.Random, title: str, note: str) -> dict[str, Any]:
+    """A corrective OT a planner would book on a random machine, two hours from now (the
+    demo's and the soak's mantenimiento users)."""
+    machine = rng.choice(MACHINES)
+    start = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(hours=2)
+    return {
+        "tipo": "CORRECTIVA",
+        "prioridad": rng.choice(["BAJA", "MEDIA", "ALTA"]),
+        "estado": "PROGRAMADA",
+        "ubicacion_id": PLACES[machine.place].mt_ubicacion_id,
+        "activos": [machine.mt_activo_id],
+        "inicio_programado": start,
+        "fin_programado": start + timedelta(hours=2),
+        "descripcion_corta": title,
+        "notas": note,
+    }

@@ -35,6 +35,18 @@ def link_of(h: Harness, stream: str, *, cm_id=None, mt_id=None):
         ledger.close()
 
 
+def ot_from_aviso(h: Harness, aviso: int, title: str) -> int:
+    """What a planner does in mantenimiento: turn the aviso into a corrective OT."""
+    return h.mt.create_ot(
+        descripcion_corta=title,
+        tipo="CORRECTIVA",
+        aviso_id=aviso,
+        ubicacion_id=12,
+        inicio_programado="2030-01-01T10:00:00+00:00",
+        fin_programado="2030-01-01T12:00:00+00:00",
+    )["id"]
+
+
 def new_aviso(h: Harness, text: str, **fields) -> int:
     values = {"descripcion": text, "ubicacion_id": 12, "prioridad": "ALTA", "tipo": "AVERIA"}
     values.update(fields)
@@ -114,14 +126,7 @@ def test_ot_made_from_aviso_in_mantenimiento_links_its_request(h: Harness) -> No
     aviso = new_aviso(h, "Falla en tablero")
     both(h)
     req = int(link_of(h, "requests", mt_id=aviso).cm_id)
-    ot = h.mt.create_ot(
-        descripcion_corta="Corr.: Falla en tablero...",
-        tipo="CORRECTIVA",
-        aviso_id=aviso,
-        ubicacion_id=12,
-        inicio_programado="2030-01-01T10:00:00+00:00",
-        fin_programado="2030-01-01T12:00:00+00:00",
-    )["id"]
+    ot = ot_from_aviso(h, aviso, "Corr.: Falla en tablero...")
     both(h)
     wo = int(link_of(h, "work_orders", mt_id=ot).cm_id)
     assert h.cm.work_orders[wo]["work_order_request_id"] == req
@@ -178,14 +183,7 @@ def test_both_users_convert_the_same_pair_and_nothing_is_left_unlinked(h: Harnes
     req = int(link_of(h, "requests", mt_id=aviso).cm_id)
     h.cm.update_request(req, {"status": "approved"})
     wo = h.cm.requests[req]["work_order_id"]
-    ot = h.mt.create_ot(
-        descripcion_corta="Corr.: Ruido en compresor",
-        tipo="CORRECTIVA",
-        aviso_id=aviso,
-        ubicacion_id=12,
-        inicio_programado="2030-01-01T10:00:00+00:00",
-        fin_programado="2030-01-01T12:00:00+00:00",
-    )["id"]
+    ot = ot_from_aviso(h, aviso, "Corr.: Ruido en compresor")
     both(h)
     both(h)
     assert link_of(h, "work_orders", cm_id=wo) is not None
