@@ -55,6 +55,7 @@ import _support
 from _support import machine, table
 
 from syncd.config import Config, load_config
+from syncd.demo import NOTES
 from syncd.engine.mapping import MappingError, RequestMapping, WorkOrderMapping, iso_z
 from syncd.engine.records import find_marker, strip_marker
 from syncd.ledger.models import Link
@@ -94,13 +95,6 @@ OPERATIONS: tuple[tuple[str, int], ...] = (
     ("request_status", 3),
     ("aviso_status", 3),
     ("aviso_text", 2),
-)
-NOTES = (
-    "Checked on the night shift.",
-    "Repuesto solicitado a bodega.",
-    "Waiting for the supplier's technician.",
-    "Se cambió la pieza; probar mañana.",
-    "Vibration back to normal after tightening.",
 )
 
 
