@@ -323,9 +323,7 @@ class PartUsageSync(Stream):
         crashpoint("tx.done")
 
     def _resume_outbox(self) -> None:
-        for intent in self.ledger.live_intents(self.name):
-            self.rt.check_stop()
-            self._resume(intent)
+        self.resume_outbox(self._resume)
 
     def _resume(self, intent: Intent) -> None:
         """Adopt a material record carrying our token, else (only if never sent) send it."""

@@ -20,12 +20,12 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from ..ledger.models import Intent, Link, utcnow
-from ..systems.errors import BadResponse, NotFound, Rejected, ServerError
+from ..systems.errors import NotFound
 from .mapping import MappingError, RequestMapping, iso_z, parse_iso
 from .merge import Resolution, advance_base, merge
 from .plan import Origin, deletion_guard, origin_of
 from .records import REQUEST, FieldSpec, Marker, Snapshot, merged_view, snapshot_hash
-from .run import FATAL_REMOTE, CycleReport, Stream
+from .run import FATAL_REMOTE, RECORD_ERRORS, CycleReport, Stream
 
 NO_AVISO_EDIT = "mantenimiento's API cannot edit an aviso's text or priority after creation"
 REQUEST_FIELDS: tuple[FieldSpec, ...] = (
@@ -34,7 +34,6 @@ REQUEST_FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec("status", cm_writable=True, mt_writable=True),
     FieldSpec("priority", cm_writable=True, mt_writable=False, why_one_way=NO_AVISO_EDIT),
 )
-RECORD_ERRORS = (MappingError, Rejected, BadResponse, ServerError)
 
 
 class RequestSync(Stream):
@@ -455,9 +454,7 @@ class RequestSync(Stream):
         return self.find_in_clickmaint("/requests", token)
 
     def _resume_outbox(self) -> None:
-        for intent in self.ledger.live_intents(self.name):
-            self.rt.check_stop()
-            self._resume(intent)
+        self.resume_outbox(self._resume)
 
     def _resume(self, intent: Intent) -> None:
         snapshot: Snapshot = intent.payload.get("snapshot") or {}

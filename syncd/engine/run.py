@@ -25,15 +25,17 @@ from ..ledger.store import Ledger
 from ..systems.clickmaint import Capabilities, Page
 from ..systems.errors import (
     AuthFailed,
+    BadResponse,
     BudgetExhausted,
     OutcomeUnknown,
     PermissionDenied,
     Rejected,
     RemoteError,
+    ServerError,
     Unavailable,
 )
 from .cursor import Query, WorkOrderScan, choose_strategy
-from .mapping import parse_iso
+from .mapping import MappingError, parse_iso
 from .ports import ClickMaintPort, MantenimientoPort
 
 log = structlog.get_logger("syncd.engine")
@@ -149,6 +151,8 @@ class Runtime:
 
 #: failures that concern the whole server, not one record: they end the cycle
 FATAL_REMOTE = (AuthFailed, PermissionDenied, Unavailable)
+#: failures that concern one record (or one answer about it): set it aside, go on
+RECORD_ERRORS = (MappingError, Rejected, BadResponse, ServerError)
 
 
 class Stream:
@@ -222,6 +226,24 @@ class Stream:
         return report
 
     # -- helpers shared by streams ------------------------------------------------------------
+    def resume_outbox(self, resume: Callable[[Intent], None]) -> None:
+        """Look for the result of every create that may have happened.
+
+        A look that fails (a server error after the retries, a garbled answer) leaves the
+        intent for the next cycle instead of failing this one: under a flaky server every
+        cycle starts here, and a cycle that always fails here never gets further.
+        """
+        assert self.report is not None
+        for intent in self.ledger.live_intents(self.name):
+            self.rt.check_stop()
+            try:
+                resume(intent)
+            except FATAL_REMOTE:
+                raise
+            except RECORD_ERRORS as exc:
+                self.report.counts["outbox_later"] += 1
+                self.log.warning("outbox.resume_later", token=intent.token, error=str(exc))
+
     def cm_now(self) -> datetime:
         """Click Maint's clock (learnt from `Date` headers), only ever compared with its own
         stamps."""

@@ -27,7 +27,6 @@ from ..systems.errors import (
     BadResponse,
     BudgetExhausted,
     NotFound,
-    Rejected,
     ServerError,
     Unavailable,
 )
@@ -42,10 +41,17 @@ from .records import (
     merged_view,
     snapshot_hash,
 )
-from .run import FATAL_REMOTE, CycleReport, MappingChanged, Runtime, Stream, reason_of
+from .run import (
+    FATAL_REMOTE,
+    RECORD_ERRORS,
+    CycleReport,
+    MappingChanged,
+    Runtime,
+    Stream,
+    reason_of,
+)
 
 CLOSED_ESTADOS = ("REALIZADA", "CANCELADA")
-RECORD_ERRORS = (MappingError, Rejected, BadResponse, ServerError)
 
 
 class WorkOrderSync(Stream):
@@ -195,14 +201,15 @@ class WorkOrderSync(Stream):
     # 1. outbox
     # ======================================================================================
     def _resume_outbox(self) -> None:
-        for intent in self.ledger.live_intents(self.name):
-            self.rt.check_stop()
-            if intent.op != "create":
-                continue
-            if intent.target_side == "mt":
-                self._resume_mt_create(intent)
-            else:
-                self._resume_cm_create(intent)
+        self.resume_outbox(self._resume)
+
+    def _resume(self, intent: Intent) -> None:
+        if intent.op != "create":
+            return
+        if intent.target_side == "mt":
+            self._resume_mt_create(intent)
+        else:
+            self._resume_cm_create(intent)
 
     def _resume_mt_create(self, intent: Intent) -> None:
         cm_snapshot: Snapshot = intent.payload.get("snapshot") or {}

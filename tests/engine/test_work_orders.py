@@ -345,6 +345,45 @@ def test_timed_out_create_is_adopted_not_repeated(h: Harness) -> None:
     assert h.cm.work_orders[cm_for(h, ot)]["title"] == "Timeout al crear"
 
 
+def test_failing_look_for_a_lost_create_does_not_fail_the_cycle(h: Harness) -> None:
+    """Found by the long chaos soak: every cycle starts by looking for creates whose outcome
+    is unknown, and a server error there (after the retries) failed the whole cycle, every
+    cycle, so nothing else got synced."""
+    wo = new_wo(h, "Crear con timeout")
+    posts = {"n": 0}
+
+    def timeout_after_create(request: httpx.Request) -> Exception | None:
+        if request.method == "POST" and "crear-no-programada" in request.url.path:
+            posts["n"] += 1
+            if posts["n"] == 1:
+                return httpx.ReadTimeout("simulated", request=request)
+        return None
+
+    new_id = h.mt._next_ids.get("ot", 1)  # the id the create will get
+    down = {"search": True}
+
+    def search_down(request: httpx.Request) -> Exception | None:
+        looking = "search-ordenes" in request.url.path or f"/ot/{new_id}/" in request.url.path
+        if down["search"] and looking:
+            return httpx.RemoteProtocolError("server went away", request=request)
+        return None
+
+    h.mt_transport.after = timeout_after_create
+    h.mt_transport.before = search_down
+    assert h.sync().counts["outcome_unknown"] == 1
+    h.mt_transport.after = lambda _r: None
+    other = new_wo(h, "Otra orden")
+    report = h.sync()
+    assert report.status == "ok", report.error
+    assert report.counts["outbox_later"] == 1
+    assert mt_for(h, other)  # the rest of the cycle ran
+    down["search"] = False
+    h.quiet_sync()
+    made = [o for o in h.mt.ots.values() if "Crear con timeout" in o["descripcion_corta"]]
+    assert len(made) == 1 and posts["n"] == 1  # adopted later, never created twice
+    assert mt_for(h, wo) == made[0]["id"]
+
+
 def test_lost_ledger_relinks_by_marker_without_duplicates(h: Harness) -> None:
     for i in range(3):
         new_wo(h, f"W{i}")
