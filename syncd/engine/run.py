@@ -29,6 +29,7 @@ from ..systems.errors import (
     BudgetExhausted,
     OutcomeUnknown,
     PermissionDenied,
+    RateLimited,
     Rejected,
     RemoteError,
     ServerError,
@@ -151,8 +152,10 @@ class Runtime:
 
 #: failures that concern the whole server, not one record: they end the cycle
 FATAL_REMOTE = (AuthFailed, PermissionDenied, Unavailable)
-#: failures that concern one record (or one answer about it): set it aside, go on
-RECORD_ERRORS = (MappingError, Rejected, BadResponse, ServerError)
+#: failures that concern one record (or one answer about it): set it aside, go on.  A 429
+#: that outlasted the retries is one of them: the record waits for its retry, the cycle goes
+#: on (a storm of them ends the cycle through the streams' failures-in-a-row guard)
+RECORD_ERRORS = (MappingError, Rejected, BadResponse, ServerError, RateLimited)
 
 
 class Stream:

@@ -27,6 +27,7 @@ from ..systems.errors import (
     BadResponse,
     BudgetExhausted,
     NotFound,
+    RateLimited,
     ServerError,
     Unavailable,
 )
@@ -689,7 +690,7 @@ class WorkOrderSync(Stream):
 
     def _record_failure(self, side: str, record_id: Any, exc: Exception) -> None:
         self.quarantine(side, record_id, reason_of(exc))
-        if isinstance(exc, ServerError | BadResponse):
+        if isinstance(exc, ServerError | BadResponse | RateLimited):
             self._failures += 1
             if self._failures >= 5:
                 raise Unavailable("5 records in a row failed with server errors") from exc

@@ -196,8 +196,12 @@ def test_hostile_mantenimiento_records(
             headers={"content-type": "application/json"},
         ),
         lambda r: httpx.Response(200, json={"unexpected": True}),
+        # nginx in front of mantenimiento, throttling this one path for longer than the
+        # retries last (found by the long chaos soak: it failed the whole cycle)
+        lambda r: httpx.Response(429, text="<html>429 Too Many Requests</html>"),
+        lambda r: httpx.Response(503, text="<html>503 Service Unavailable</html>"),
     ],
-    ids=["html-instead-of-json", "truncated-json", "wrong-envelope"],
+    ids=["html-instead-of-json", "truncated-json", "wrong-envelope", "429-for-good", "503"],
 )
 def test_unusable_answers_for_one_record(tmp_path: Path, answer) -> None:
     h, _cm, mt_rewrite, _ids = setup(tmp_path)
