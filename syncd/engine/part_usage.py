@@ -26,7 +26,14 @@ from typing import Any
 
 from ..faultpoints import crashpoint
 from ..ledger.models import Fact, Intent, utcnow
-from ..systems.errors import BadResponse, NotFound, OutcomeUnknown, Rejected, ServerError
+from ..systems.errors import (
+    BadResponse,
+    NotFound,
+    OutcomeUnknown,
+    RateLimited,
+    Rejected,
+    ServerError,
+)
 from .mapping import iso_z, parse_iso
 from .run import FATAL_REMOTE, CycleReport, Stream
 
@@ -387,7 +394,7 @@ class PartUsageSync(Stream):
                 self.quarantine("cm", item.record_id, "the transaction is gone from Click Maint")
             except FATAL_REMOTE:
                 raise
-            except (BadResponse, ServerError) as exc:
+            except (BadResponse, ServerError, RateLimited) as exc:
                 self.quarantine("cm", item.record_id, str(exc))
 
     @staticmethod
@@ -413,7 +420,7 @@ class PartUsageSync(Stream):
                 continue
             except FATAL_REMOTE:
                 raise
-            except (BadResponse, ServerError):
+            except (BadResponse, ServerError, RateLimited):
                 continue
             for record in used:
                 record_id = record.get("id")

@@ -44,8 +44,9 @@ class DjangoSessionAuth(httpx.Auth):
     """
 
     requires_response_body = True  # CSRF failures are recognised by their page text
-    #: a session can expire again right after a login (server restart, flush); try twice more
-    max_relogins = 2
+    #: logins in a row for one request before its session counts as refused (each is two
+    #: requests; a session that expires again right after a login is rare but not alarming)
+    max_relogins = 4
 
     def __init__(
         self,

@@ -284,3 +284,24 @@ def test_part_listed_without_its_number_is_read_again(h: Harness) -> None:
         ledger.close()
     usage_sync(h)
     assert len(materials(h, ot)) == 1
+
+
+class ThrottledMaterials(httpx.BaseTransport):
+    """nginx throttling the materials listing for longer than the retries last."""
+
+    def __init__(self, inner: httpx.BaseTransport) -> None:
+        self.inner = inner
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "GET" and "materiales-utilizados" in request.url.path:
+            return httpx.Response(429, text="<html>429 Too Many Requests</html>")
+        return self.inner.handle_request(request)
+
+
+def test_a_throttled_materials_pass_does_not_fail_the_cycle(h: Harness) -> None:
+    """Found by the long chaos soak: a 429 on one OT's materials ended the part_usage cycle."""
+    wo, _ot = linked_work_order(h)
+    h.cm.add_transaction(h.parts["FL_A"], "usage", 1, work_order_id=wo)  # type: ignore[attr-defined]
+    h.mt_transport.inner = ThrottledMaterials(h.mt_transport.inner)
+    report = usage_sync(h)  # asserts status ok
+    assert report.counts["mirrored"] == 1
