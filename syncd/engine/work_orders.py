@@ -260,6 +260,11 @@ class WorkOrderSync(Stream):
         misses = 0
         ot_id = start
         while misses < self.config.mantenimiento.probe_gap:
+            if self.ledger.get_link(self.name, mt_id=str(ot_id)) is not None:
+                # linked to another record: not the lost create, and no request needed (in a
+                # busy plant most ids above an old high-water mark are linked already)
+                misses, ot_id = 0, ot_id + 1
+                continue
             ot = self.mt.get_ot(ot_id)
             if ot is None:
                 misses += 1

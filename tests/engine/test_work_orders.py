@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -382,6 +383,56 @@ def test_failing_look_for_a_lost_create_does_not_fail_the_cycle(h: Harness) -> N
     made = [o for o in h.mt.ots.values() if "Crear con timeout" in o["descripcion_corta"]]
     assert len(made) == 1 and posts["n"] == 1  # adopted later, never created twice
     assert mt_for(h, wo) == made[0]["id"]
+
+
+class SearchFindsNothing(httpx.BaseTransport):
+    """`search-ordenes` answers an empty result (say a user retitled the OT meanwhile), so
+    only the id probe can find a lost create."""
+
+    def __init__(self, inner: httpx.BaseTransport) -> None:
+        self.inner = inner
+        self.details: list[int] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if "search-ordenes" in request.url.path:
+            return httpx.Response(200, json={"results": []})
+        if request.url.path.endswith("/detalle/"):
+            self.details.append(int(request.url.path.rstrip("/").split("/")[-2]))
+        return self.inner.handle_request(request)
+
+
+def test_probe_for_a_lost_create_skips_linked_ids(h: Harness) -> None:
+    """Found by the long chaos soak: the probe read every OT above the intent's high-water id,
+    linked or not, for every lost create in every cycle (thousands of requests in a busy
+    plant, each slow under faults)."""
+    users = [new_ot(h, f"OT de usuario {i}") for i in range(25)]
+    wo = new_wo(h, "Creada y perdida")
+    lost_id = h.mt._next_ids.get("ot", 1)  # the id the create will get
+
+    def timeout_after_create(request: httpx.Request) -> Exception | None:
+        if request.method == "POST" and "crear-no-programada" in request.url.path:
+            return httpx.ReadTimeout("simulated", request=request)
+        return None
+
+    def hide_lost(request: httpx.Request) -> Exception | None:
+        if f"/ot/{lost_id}/" in request.url.path:
+            return httpx.RemoteProtocolError("unreadable for now", request=request)
+        return None
+
+    h.mt_transport.after = timeout_after_create
+    h.mt_transport.before = hide_lost
+    assert h.sync().counts["outcome_unknown"] == 1
+    assert all(mt_for(h, cm_for(h, ot)) == ot for ot in users)  # the users' OTs are linked
+    h.mt_transport.after = lambda _r: None
+    h.mt_transport.before = lambda _r: None
+    search = SearchFindsNothing(h.mt_transport.inner)
+    h.mt_transport.inner = search
+    report = h.sync()
+    assert report.counts["adopted"] == 1
+    assert mt_for(h, wo) == lost_id
+    reads = Counter(search.details)
+    # once by the cycle's re-read of open linked OTs, never again by the probe
+    assert all(reads[ot] == 1 for ot in users), reads
 
 
 def test_lost_ledger_relinks_by_marker_without_duplicates(h: Harness) -> None:
