@@ -20,7 +20,7 @@ import structlog
 
 from ..config import Config
 from ..faultpoints import crashpoint
-from ..ledger.models import Intent
+from ..ledger.models import OPERATOR_HOLD, Intent
 from ..ledger.store import Ledger
 from ..systems.clickmaint import Capabilities, Page
 from ..systems.errors import (
@@ -369,17 +369,30 @@ class Stream:
         assert self.report is not None
         self.report.planned.append(Planned(action, target, str(record), detail))
 
-    def quarantine(self, side: str, record_id: Any, reason: str, detail: str = "") -> None:
+    def quarantine(
+        self, side: str, record_id: Any, reason: str, detail: str = "", *, hold: bool = False
+    ) -> None:
+        """Set a record aside; `hold`: no automatic retry, an operator decides."""
         assert self.report is not None
-        item = self.ledger.quarantine(self.name, side, str(record_id), reason, detail)
+        if hold:
+            item = self.ledger.hold(self.name, side, str(record_id), reason)
+        else:
+            item = self.ledger.quarantine(self.name, side, str(record_id), reason, detail)
         self.report.counts["quarantined"] += 1
         key = "cm_id" if side == "cm" else "mt_id"
         self.history("quarantined", **{key: record_id}, reason=reason, attempts=item.attempts)
         self.log.warning("record.quarantined", side=side, record=str(record_id), reason=reason)
 
+    def on_hold(self, side: str, record_id: Any) -> bool:
+        held = self.ledger.get_quarantined(self.name, side, str(record_id))
+        return held is not None and held.next_retry_at == OPERATOR_HOLD
+
     def release(self, side: str, record_id: Any) -> None:
-        if self.ledger.get_quarantined(self.name, side, str(record_id)) is None:
+        held = self.ledger.get_quarantined(self.name, side, str(record_id))
+        if held is None:
             return  # the common case: a read, not a write transaction per record
+        if held.next_retry_at == OPERATOR_HOLD:
+            return  # only `syncd quarantine retry` lets it go
         if self.ledger.release(self.name, side, str(record_id)):
             key = "cm_id" if side == "cm" else "mt_id"
             self.history("released", **{key: record_id})

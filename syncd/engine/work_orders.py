@@ -304,6 +304,8 @@ class WorkOrderSync(Stream):
         if self.rt.dry_run:
             self.plan("adopt", "link", f"cm:{cm_key}", mt=mt_key)
             return
+        if self._taken(intent, cm_key, mt_key):
+            return
         target_is_mt = intent.target_side == "mt"
         link = Link(
             stream=self.name,
@@ -330,6 +332,42 @@ class WorkOrderSync(Stream):
         assert self.report is not None
         self.report.counts["adopted"] += 1
         self.log.info("record.adopted", cm_id=cm_key, mt_id=mt_key, outbox=intent.token)
+
+    def _taken(self, intent: Intent, cm_key: str, mt_key: str) -> bool:
+        """Either record already in another link: this create cannot be adopted by linking.
+
+        It must not crash the cycle (the same intent would crash every cycle after it), and
+        it must not be sent again (its result may be the record the other link holds, so a
+        second create could be a duplicate): the intent is abandoned and the source record
+        quarantined for a person to look at, with both ids in its history.
+        """
+        by_cm = self.ledger.get_link(self.name, cm_id=cm_key)
+        by_mt = self.ledger.get_link(self.name, mt_id=mt_key)
+        if by_cm is None and by_mt is None:
+            return False
+        if by_cm is not None and by_cm.mt_id == mt_key:
+            done = mt_key if intent.target_side == "mt" else cm_key
+            self.ledger.mark_intent(intent.token, "done", result_id=done)  # already linked
+            return True
+        other = by_mt or by_cm
+        assert other is not None
+        reason = (
+            f"its create may have produced {'OT' if intent.target_side == 'mt' else 'work order'}"
+            f" {mt_key if intent.target_side == 'mt' else cm_key}, which is already linked "
+            f"(cm {other.cm_id} <-> mt {other.mt_id}): check for a duplicate"
+        )
+        with self.ledger.transaction():
+            self.ledger.mark_intent(intent.token, "abandoned", error=reason)
+            self.history(
+                "adopt_refused",
+                cm_id=cm_key,
+                mt_id=mt_key,
+                outbox=intent.token,
+                linked_cm=other.cm_id,
+                linked_mt=other.mt_id,
+            )
+        self.quarantine(intent.source_side, intent.source_id, reason, hold=True)
+        return True
 
     # ======================================================================================
     # 2. Click Maint changes
@@ -409,6 +447,9 @@ class WorkOrderSync(Stream):
             and link.cm_hash == snapshot_hash(cm)
         ):
             self.report.counts["unchanged"] += 1
+            return
+        if self.on_hold("cm", cm_id):
+            self.report.counts["skipped_quarantined"] += 1
             return
         self.release("cm", cm_id)
         try:
@@ -575,6 +616,8 @@ class WorkOrderSync(Stream):
             origin, marker = origin_of(mt, this_side="mt")
             if origin is Origin.OURS and marker is not None and self._claim_ours(marker, mt=mt):
                 return
+            if self._ours_from_aviso(ot, mt):
+                return
             decision = mt_scope(mt, self.config.scope, datetime.now(UTC))
             if not decision.in_scope:
                 self.report.counts["out_of_scope"] += 1
@@ -589,6 +632,24 @@ class WorkOrderSync(Stream):
             raise
         except RECORD_ERRORS as exc:
             self._record_failure("mt", mt_id, exc)
+
+    def _ours_from_aviso(self, ot: dict[str, Any], mt: Snapshot) -> bool:
+        """An OT made from an aviso carries no marker; if a create of ours from that aviso is
+        still unresolved (its answer lost), this OT is its result, not a user's OT to copy to
+        Click Maint (the chaos soak saw exactly that duplicate)."""
+        aviso = mt.get("_aviso_id")
+        if aviso is None:
+            return False
+        for intent in self.ledger.live_intents(self.name):
+            if intent.target_side == "mt" and intent.payload.get("aviso_id") == aviso:
+                self._adopt(
+                    intent,
+                    cm_id=intent.source_id,
+                    mt_raw=ot,
+                    cm=intent.payload.get("snapshot") or {},
+                )
+                return True
+        return False
 
     # ======================================================================================
     # 4. re-read linked OTs

@@ -139,3 +139,7 @@ class Fact:
     detail: dict[str, Any] = field(default_factory=dict)
     first_seen: str = ""
     updated_at: str = ""
+
+
+#: `next_retry_at` of a quarantine entry that waits for `syncd quarantine retry`
+OPERATOR_HOLD = "9999-12-31T00:00:00.000Z"

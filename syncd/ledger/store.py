@@ -13,6 +13,7 @@ import os
 import secrets
 import sqlite3
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from ..locks import pid_alive
 from ..redact import redact
 from .db import connect, immediate, migrate, pending_migrations
 from .models import (
+    OPERATOR_HOLD,
     Conflict,
     Fact,
     HistoryEntry,
@@ -571,6 +573,17 @@ class Ledger:
             (stream, side, record_id),
         )
         return cursor.rowcount > 0
+
+    def hold(self, stream: str, side: str, record_id: str, reason: str) -> Quarantined:
+        """Quarantine with no automatic retry: only `syncd quarantine retry` releases it
+        (for records where a retry could do harm, e.g. re-send a create that may exist)."""
+        item = self.quarantine(stream, side, record_id, reason)
+        self._write(
+            "UPDATE quarantine SET next_retry_at = ? WHERE stream = ? AND side = ? AND "
+            "record_id = ?",
+            (OPERATOR_HOLD, stream, side, record_id),
+        )
+        return replace(item, next_retry_at=OPERATOR_HOLD)
 
     def make_due(
         self, stream: str | None = None, side: str | None = None, record_id: str | None = None

@@ -223,3 +223,79 @@ def test_request_quarantined_by_a_garbled_read_is_retried_and_released(h: Harnes
     h.sync(stream="requests")
     assert not held()
     assert h.mt.avisos[aviso]["estado"] == "PROCESO"  # the approval reached mantenimiento
+
+
+def test_lost_answer_to_an_ot_from_aviso_is_adopted_not_copied_back(h: Harness) -> None:
+    """Found by the long chaos soak: an OT made from an aviso carries no marker, so when the
+    answer to `create-ot` was lost, discovery took the new OT for a user's and created a
+    second work order in Click Maint; the outbox then tried to link the same OT and crashed
+    every cycle on the ledger's unique index."""
+    req = h.cm.create_request({"title": "Cambiar rodamiento", "priority": "high"})["id"]
+    both(h)
+    aviso = int(link_of(h, "requests", cm_id=req).mt_id)
+    h.cm.update_request(req, {"status": "approved"})
+    wo = h.cm.requests[req]["work_order_id"]
+    lost = {"n": 0}
+
+    def lose_answer(request: httpx.Request):
+        if request.method == "POST" and "create-ot" in request.url.path and not lost["n"]:
+            lost["n"] += 1
+            return httpx.ReadTimeout("simulated", request=request)
+        return None
+
+    h.mt_transport.after = lose_answer
+    wos_before = len(h.cm.work_orders)
+    h.cm.clock.advance(10)
+    report = h.sync()
+    assert report.status == "ok", report.error
+    assert report.counts["outcome_unknown"] == 1
+    h.mt_transport.after = lambda _r: None
+    both(h)
+    ots = [o for o in h.mt.ots.values() if o["aviso_id"] == aviso]
+    assert len(ots) == 1
+    assert int(link_of(h, "work_orders", cm_id=wo).mt_id) == ots[0]["id"]
+    assert len(h.cm.work_orders) == wos_before  # no second work order
+
+
+def test_create_whose_result_is_linked_elsewhere_is_held_not_crashed(h: Harness) -> None:
+    """If a lost create's only candidate result already belongs to another link, syncd can
+    neither link it nor safely send the create again: the intent is abandoned, the work
+    order held for an operator, and the cycle goes on."""
+    aviso = new_aviso(h, "Fuga en válvula")
+    both(h)
+    ot = ot_from_aviso(h, aviso, "Corr.: Fuga en válvula")
+    both(h)
+    assert link_of(h, "work_orders", mt_id=ot) is not None
+    other = h.cm.create_work_order({"title": "Orden sin OT", "priority": "low"})["id"]
+    raw = h.cm.render_work_order(h.cm.work_orders[other], detail=True)
+    ledger = h.ledger()
+    try:
+        intent = ledger.add_intent(
+            stream="work_orders",
+            op="create",
+            source_side="cm",
+            source_id=str(other),
+            target_side="mt",
+            payload={"snapshot": h.mapping.from_cm(raw), "aviso_id": aviso},
+        )
+        ledger.mark_intent(intent.token, "unknown")
+    finally:
+        ledger.close()
+    ots_before = len(h.mt.ots)
+    for _ in range(2):
+        h.cm.clock.advance(10)
+        report = h.sync()
+        assert report.status == "ok", report.error
+    assert len(h.mt.ots) == ots_before  # nothing sent again
+    ledger = h.ledger()
+    try:
+        held = ledger.get_quarantined("work_orders", "cm", str(other))
+        assert held is not None and "check for a duplicate" in held.reason
+        assert held.next_retry_at.startswith("9999")
+        assert ledger.count_history("adopt_refused") == 1
+        assert ledger.make_due("work_orders") == 1  # the operator checked: go ahead
+    finally:
+        ledger.close()
+    h.cm.clock.advance(10)
+    h.sync()
+    assert link_of(h, "work_orders", cm_id=other) is not None
