@@ -1214,8 +1214,8 @@ jump (section 3).
   N open OTs a quiet minute costs about 2N mantenimiento requests. No rate limit applies, but at
   50 ms per request on a real server 10,000 open OTs take over 8 minutes per work_orders
   cycle, longer than the 60 s interval. `mantenimiento.open_reread_every = K` re-reads the open
-  OTs every K-th cycle instead (an OT edit then reaches Click Maint up to K intervals later);
-  part_usage's reverse pass has no such knob yet (see "Problems found")."""
+  OTs (and part_usage looks at their materials) every K-th cycle instead: an OT edit then
+  reaches Click Maint up to K intervals later, and the cost drops to 2N / K per cycle."""
 
 
 IDLE_HEADERS = [
@@ -1524,45 +1524,32 @@ the lookback went from 120 s to 30 s.
 
 
 FINDINGS = """
-## Problems found in syncd
+## Problems this report found in syncd, since fixed
 
-1. **The first scan of a process uses the local clock as Click Maint's.**
-   `ClickMaintClient.server_time()` returns local time until a `Date` header has been seen
-   (`_clock_offset` is `None` → offset 0), and `Stream.clickmaint_scan` (and part_usage's
-   scans) compute the horizon *before* the scan's first request. In a fresh process (every
-   `syncd sync --once`, every daemon start) whose clock is ahead of Click Maint's by more than
-   `lag_seconds + lookback_seconds` (35 s by default), the watermark is stored in Click
-   Maint's future and edits made in that gap are **never synced** (until a resync).
-   Reproduced with the sandbox (Click Maint clock 60 s behind the host: a title edited after a
-   `sync --once` does not arrive in the next two runs; with equal clocks it does).
-   *Fix:* evaluate the horizon lazily, after the scan's first response (pass a callable to
-   `WorkOrderScan` and read it after the first fetch; the keyset and offset scans only use it
-   after fetching), or have `server_time()` return `None` before the first `Date` header and
-   make the scan fetch first. No extra request either way.
-2. **A budget-cut daemon cycle is rescheduled after 1 s whatever the wait.**
-   `Daemon._run_again_soon` always uses +1 s. Under the real shape (300 per 5 minutes,
-   deadline `max(60 s, interval)`), once a window is spent the next cycle needs a wait of up
-   to ~4 minutes, longer than its deadline, so it ends `partial` at its first Click Maint
-   request, and so does the next one a second later: a loop of empty cycles (a run row, three
-   log lines and a ledger open each) until the window refills. Observed once (2026-11-23)
-   with section 4's setup at 350 changes each way and a 120 s window (so that the 60 s
-   deadline is shorter than the window, as in production): **55 `partial` cycles in 128 s**,
-   54 of them sending nothing, about one per second, and one that waited 60 s for a single
-   request; convergence itself was fine (128 s against T_min = 120 s, ratio 1.07), the waste
-   is the empty cycles, run rows and log lines (`runs` table: one row per second while a
-   backlog waits). *Fix:* carry
-   `BudgetExhausted.wait` into the report (e.g. `CycleReport.retry_after`) and reschedule at
-   `now + max(1 s, wait)`; or let a cycle that has a backlog wait for the budget instead of
-   giving up when the wait is shorter than one interval plus the window.
-3. **`CycleReport.writes` ignores part_usage's writes.** It counts keys starting with
-   `mirrored_`, but part_usage counts `mirrored`, so a part_usage cycle that mirrored reports
-   0 writes (`syncd demo`'s "quiet" test and the test harness's `quiet_sync` stop too early on
-   that stream). *Fix:* count `mirrored` too (or rename the counter `mirrored_mt`).
-4. **part_usage re-reads the materials of every open linked OT every cycle**
-   (`_reverse_direction`), one mantenimiento GET per open OT per cycle, with no knob: for
-   10,000 open OTs that is as heavy as the work_orders re-read. *Fix:* honour
-   `mantenimiento.open_reread_every` there as well (or a stream-level knob), or only look at
-   OTs whose detail changed in the work_orders pass.
+Its first full run (2026-11-23) found four problems; each is fixed, with a test, and the
+sections above are measured on the fixed code:
+
+1. **The first scan of a process took Click Maint's time from the local clock.** A fresh
+   process (every `syncd sync --once`, every daemon start) computed the scan horizon before
+   the first `Date` header; with the host more than `lag_seconds + lookback_seconds` ahead of
+   Click Maint the watermark landed in Click Maint's future and edits made in that gap were
+   never synced. The horizon is now fixed right after the scan's first answer
+   (`test_fresh_process_with_a_clock_ahead_of_click_maint_misses_nothing`).
+2. **A budget-cut daemon cycle was rescheduled after 1 s whatever the wait**, giving a loop of
+   empty `partial` cycles (55 in 128 s in one run) until the window refilled. The cycle report
+   now carries the budget wait and the daemon runs the stream again when the budget has room
+   (`test_partial_cycle_resumes_when_the_budget_has_room`). In the same change the budget
+   follows the server's `X-RateLimit-Remaining/Reset` while it is fresh, which took the
+   convergence ratio from 1.15 / 1.11 to the values in section 4.
+3. **`CycleReport.writes` ignored part_usage's `mirrored` counter**, so a cycle that mirrored
+   looked quiet. Fixed.
+4. **part_usage re-read the materials of every open linked OT every cycle** with no knob; it
+   now follows `mantenimiento.open_reread_every` (`test_materials_pass_follows_open_reread_every`).
+
+Its second run found a flaw in the benchmark itself: `sync_changes.py --spread 60` back-dated
+edits to before the idle cycle that settles the setup, so a fifth of them were older than the
+watermark minus the lookback (a clock-skew test, not a spread of edits); the benchmark now
+waits the spread out after that cycle.
 """
 
 EARLIER = """

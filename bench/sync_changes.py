@@ -134,6 +134,11 @@ def run(directory: Path, size: int, seeds: int, budget: Budget, args: argparse.N
         # setup's last writes (the lookback) and moves the watermark to "now", so the measured
         # cycles pay for the changes and their own echoes, not for the setup's tail
         setup["settle"] = in_fresh_process(sync_until_quiet, fast, 1)
+        if args.spread:
+            # `--spread` back-dates the edits over the last N seconds; they must still be newer
+            # than the settle cycle, as edits made during a daemon's interval are (stamped
+            # before the watermark minus the lookback they would be a clock-skew test)
+            time.sleep(args.spread)
         cm_ids = [cm for cm, _mt in cm_pairs]
         sims.call("change_cm_titles", ids=cm_ids, tag=TAG, spread=args.spread)
         sims.call("change_mt_notes", ids=[mt for _cm, mt in mt_pairs], tag=TAG)
