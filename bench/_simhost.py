@@ -9,7 +9,6 @@ the simulator, no HTTP) and the server-side request counters.
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import random
 import re
 import traceback
@@ -21,7 +20,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-import _support  # noqa: F401  (makes `syncd` importable in the spawned child as well)
+import _support  # also makes `syncd` importable in the spawned child
 
 
 @dataclass(frozen=True)
@@ -35,50 +34,15 @@ class SimOptions:
     cm_skew: float = 0.0
 
 
-class SimHost:
+class SimHost(_support.PipeProcess):
     """Parent-side handle: `call(command, **args)` runs one command in the simulator process."""
 
+    label = "simulator process"
+
     def __init__(self, options: SimOptions) -> None:
+        super().__init__(_serve, options, name="simulators")
         self.options = options
-        ctx = mp.get_context("spawn")  # a fresh interpreter: nothing inherited from the parent
-        self._conn, child = ctx.Pipe()
-        self._process = ctx.Process(target=_serve, args=(child, options), name="simulators")
         self.info: dict[str, Any] = {}
-
-    def __enter__(self) -> SimHost:
-        self._process.start()
-        self.info = self._reply()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def call(self, command: str, **args: Any) -> Any:
-        self._conn.send((command, args))
-        return self._reply()
-
-    def _reply(self) -> Any:
-        if not self._conn.poll(600):
-            raise TimeoutError("the simulator process did not answer within 10 minutes")
-        try:
-            ok, value = self._conn.recv()
-        except EOFError:
-            raise RuntimeError("the simulator process died (see its traceback above)") from None
-        if not ok:
-            raise RuntimeError(f"simulator process failed:\n{value}")
-        return value
-
-    def stop(self) -> None:
-        if self._process.is_alive():
-            try:
-                self._conn.send(("stop", {}))
-                self._conn.poll(10)
-            except (BrokenPipeError, OSError):
-                pass
-            self._process.join(timeout=10)
-        if self._process.is_alive():
-            self._process.terminate()
-            self._process.join(timeout=5)
 
 
 # -- the simulator process ------------------------------------------------------------------

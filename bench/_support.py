@@ -218,7 +218,64 @@ def diff(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
 
 
 # -- a syncd process driven cycle by cycle ------------------------------------------------------
-class Worker:
+class PipeProcess:
+    """A spawned interpreter that answers commands over a pipe: `call(command, **args)`.
+
+    The child answers every command with `(ok, value)`; the first answer (its start-up) is
+    kept in `info`.  Shared by the simulator process and the syncd worker.
+    """
+
+    #: what the child is, for error messages
+    label = "child process"
+    #: seconds to wait for one answer / for a clean stop
+    reply_timeout = 600.0
+    stop_timeout = 10.0
+
+    def __init__(self, target: Any, *args: Any, name: str) -> None:
+        ctx = mp.get_context("spawn")  # a fresh interpreter: nothing inherited from the parent
+        self._conn, child = ctx.Pipe()
+        self._process = ctx.Process(target=target, args=(child, *args), name=name)
+        self.info: Any = None
+
+    def __enter__(self) -> Any:
+        self._process.start()
+        self.info = self._reply()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def call(self, command: str, **args: Any) -> Any:
+        self._conn.send((command, args))
+        return self._reply()
+
+    def _reply(self) -> Any:
+        if not self._conn.poll(self.reply_timeout):
+            raise TimeoutError(
+                f"the {self.label} did not answer within {self.reply_timeout / 60:g} minutes"
+            )
+        try:
+            ok, value = self._conn.recv()
+        except EOFError:
+            raise RuntimeError(f"the {self.label} died (see its traceback above)") from None
+        if not ok:
+            raise RuntimeError(f"{self.label} failed:\n{value}")
+        return value
+
+    def stop(self) -> None:
+        if self._process.is_alive():
+            try:
+                self._conn.send(("stop", {}))
+                self._conn.poll(self.stop_timeout)
+            except (BrokenPipeError, OSError):
+                pass
+            self._process.join(timeout=self.stop_timeout)
+        if self._process.is_alive():
+            self._process.terminate()
+            self._process.join(timeout=5)
+
+
+class Worker(PipeProcess):
     """A fresh syncd process that runs one stream cycle per command, over a pipe.
 
     Why not `in_fresh_process`: some measurements need something to happen *between* two cycles
@@ -228,22 +285,12 @@ class Worker:
     ledger connection, as `Daemon._cycle` does.
     """
 
+    label = "syncd worker"
+    reply_timeout = 1800.0
+    stop_timeout = 30.0
+
     def __init__(self, config_path: Path) -> None:
-        ctx = mp.get_context("spawn")
-        self._conn, child = ctx.Pipe()
-        self._process = ctx.Process(target=_worker_main, args=(child, config_path), name="syncd")
-
-    def __enter__(self) -> Worker:
-        self._process.start()
-        self._reply()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def call(self, command: str, **args: Any) -> Any:
-        self._conn.send((command, args))
-        return self._reply()
+        super().__init__(_worker_main, config_path, name="syncd")
 
     def cycle(self, stream: str, kind: str = "once") -> dict[str, Any]:
         """One cycle; returns its status, counts, wall time and requests (client side)."""
@@ -261,29 +308,6 @@ class Worker:
 
     def peak_rss_kib(self) -> int:
         return int(self.call("rss"))
-
-    def _reply(self) -> Any:
-        if not self._conn.poll(1800):
-            raise TimeoutError("the syncd worker did not answer within 30 minutes")
-        try:
-            ok, value = self._conn.recv()
-        except EOFError:
-            raise RuntimeError("the syncd worker died (see its traceback above)") from None
-        if not ok:
-            raise RuntimeError(f"syncd worker failed:\n{value}")
-        return value
-
-    def stop(self) -> None:
-        if self._process.is_alive():
-            try:
-                self._conn.send(("stop", {}))
-                self._conn.poll(30)
-            except (BrokenPipeError, OSError):
-                pass
-            self._process.join(timeout=30)
-        if self._process.is_alive():
-            self._process.terminate()
-            self._process.join(timeout=5)
 
 
 def _worker_main(conn: Connection, config_path: Path) -> None:
