@@ -285,20 +285,19 @@ class PartUsageSync(Stream):
             self._finish(fact, "mirrored")
             return
         if intent is None:
-            intent = self.ledger.add_intent(
-                stream=self.name,
+            intent = self.open_intent(
+                None,
+                self._resume,
                 op="mirror",
                 source_side="cm",
                 source_id=fact.source_id,
-                target_side="mt",
                 payload={
                     "material_id": material_id,
                     "quantity": str(quantity),
                     "ot": fact.mt_ot_id,
                 },
             )
-            if intent.state != "pending":
-                self._resume(intent)
+            if intent is None:
                 return
             fact.state = "pending"
             self.ledger.save_fact(fact)

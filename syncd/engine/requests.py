@@ -338,18 +338,11 @@ class RequestSync(Stream):
         if self.rt.dry_run:
             self.plan("create", "mantenimiento", f"aviso from request:{cm_id}", title=cm["title"])
             return
+        intent = self.open_intent(
+            intent, self._resume, source_side="cm", source_id=cm_id, payload={"snapshot": cm}
+        )
         if intent is None:
-            intent = self.ledger.add_intent(
-                stream=self.name,
-                op="create",
-                source_side="cm",
-                source_id=cm_id,
-                target_side="mt",
-                payload={"snapshot": cm},
-            )
-            if intent.state != "pending":
-                self._resume(intent)
-                return
+            return
         ubicacion = self.config.mantenimiento.default_ubicacion_id
         if ubicacion is None:
             self.ledger.mark_intent(intent.token, "failed", error="no default ubicacion")
@@ -386,18 +379,11 @@ class RequestSync(Stream):
         if self.rt.dry_run:
             self.plan("create", "clickmaint", f"request from aviso:{mt_id}", title=mt["title"])
             return
+        intent = self.open_intent(
+            intent, self._resume, source_side="mt", source_id=mt_id, payload={"snapshot": mt}
+        )
         if intent is None:
-            intent = self.ledger.add_intent(
-                stream=self.name,
-                op="create",
-                source_side="mt",
-                source_id=mt_id,
-                target_side="cm",
-                payload={"snapshot": mt},
-            )
-            if intent.state != "pending":
-                self._resume(intent)
-                return
+            return
         fields = self.mapping.cm_create_fields(mt, Marker("mt", mt_id, intent.token, REQUEST))
         response = self.send_create(
             intent,

@@ -305,6 +305,39 @@ class Stream:
                 break
         return None
 
+    def open_intent(
+        self,
+        intent: Intent | None,
+        resume: Callable[[Intent], None],
+        *,
+        source_side: str,
+        source_id: str,
+        payload: dict[str, Any],
+        op: str = "create",
+        high_water: str | None = None,
+    ) -> Intent | None:
+        """The outbox row a create is about to use, or None when there is nothing to send.
+
+        A retry brings its own intent.  Otherwise the create is journalled first; if a live
+        intent for the same source already exists, an earlier attempt may have landed, so it
+        is resumed (looked for by its marker) instead of being sent a second time.
+        """
+        if intent is not None:
+            return intent
+        intent = self.ledger.add_intent(
+            stream=self.name,
+            op=op,
+            source_side=source_side,
+            source_id=source_id,
+            target_side="mt" if source_side == "cm" else "cm",
+            payload=payload,
+            high_water=high_water,
+        )
+        if intent.state != "pending":
+            resume(intent)
+            return None
+        return intent
+
     def send_create(
         self,
         intent: Intent,

@@ -1003,17 +1003,15 @@ class WorkOrderSync(Stream):
             self.plan("create", "mantenimiento", f"from wo:{cm_id}", title=cm["title"])
             return
         if intent is None:
-            intent = self.ledger.add_intent(
-                stream=self.name,
-                op="create",
+            intent = self.open_intent(
+                None,
+                self._resume_mt_create,
                 source_side="cm",
                 source_id=cm_id,
-                target_side="mt",
                 payload={"snapshot": cm, "aviso_id": self._aviso_without_ot(cm)},
                 high_water=self._mt_high_water(),
             )
-            if intent.state != "pending":
-                self._resume_mt_create(intent)  # an earlier attempt may have landed
+            if intent is None:
                 return
         marker = Marker("cm", cm_id, intent.token)
         form = self.mapping.mt_create_form(cm, marker)
@@ -1067,18 +1065,15 @@ class WorkOrderSync(Stream):
         if self.rt.dry_run:
             self.plan("create", "clickmaint", f"from ot:{mt_id}", title=mt["title"])
             return
+        intent = self.open_intent(
+            intent,
+            self._resume_cm_create,
+            source_side="mt",
+            source_id=mt_id,
+            payload={"snapshot": mt},
+        )
         if intent is None:
-            intent = self.ledger.add_intent(
-                stream=self.name,
-                op="create",
-                source_side="mt",
-                source_id=mt_id,
-                target_side="cm",
-                payload={"snapshot": mt},
-            )
-            if intent.state != "pending":
-                self._resume_cm_create(intent)
-                return
+            return
         marker = Marker("mt", mt_id, intent.token)
         fields = self.mapping.cm_create_fields(mt, marker)
         request = self._request_of_aviso(mt.get("_aviso_id"))
