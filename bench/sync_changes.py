@@ -17,7 +17,9 @@ Phases (the simulators run in their own process, each syncd phase in a fresh one
    mantenimiento (open OTs only: closed ones are re-read only every tenth cycle by design).
    The benchmark then waits `lag_seconds` + 1 s, as a daemon's interval would.
 3. measured: sync until a cycle writes nothing; count requests on both servers, check that
-   every change arrived, compare with the target.  Exit status 1 if it is not met.
+   every change arrived, compare with the target.  Exit status 1 if it is not met (the read
+   target is judged from 2,000 each way, the size the issue states it for; smaller runs report
+   it).
 
     .venv/bin/python bench/sync_changes.py                  # 2,000 each way, fast budget
     .venv/bin/python bench/sync_changes.py --quick          # 200 each way, seconds
@@ -43,6 +45,10 @@ from _support import UNTHROTTLED, in_fresh_process, machine, mib, ratio, table
 
 TARGET_WRITES = 1.05
 TARGET_READS = 0.02
+#: the size the issue states the targets for; below it the read ratio is reported, not judged:
+#: each cycle pays a fixed few reads (the lookback page, the same-second re-read) that 2,000
+#: records spread thin and 200 records do not
+TARGET_SIZE = 2000
 SETUP_AGE = 3600.0  # seconds Click Maint's clock runs behind during setup
 FAST_WINDOW = 300.0
 REAL_LIMIT = 300  # Click Maint's published limit ...
@@ -430,6 +436,11 @@ def render_totals(measured: dict[str, Any], size: int, budget: Budget) -> str:
     if budget.limit != UNTHROTTLED:
         rows += budget_rows(m, measured, budget)
     writes_ok, reads_ok = targets(m, to_cm, total)
+    reads_verdict = (
+        ("met" if reads_ok else "NOT met")
+        if size >= TARGET_SIZE
+        else (f"{'met' if reads_ok else 'not met'}; informational below {TARGET_SIZE:,} each way")
+    )
     rows += [
         [
             f"target: ≤ {TARGET_WRITES} CM writes per record synced to CM",
@@ -437,7 +448,7 @@ def render_totals(measured: dict[str, Any], size: int, budget: Budget) -> str:
         ],
         [
             f"target: ≤ {TARGET_READS} CM reads per synced record",
-            f"{ratio(m['cm_get'], total):.4f} → {'met' if reads_ok else 'NOT met'}",
+            f"{ratio(m['cm_get'], total):.4f} → {reads_verdict}",
         ],
     ]
     return table(["measure", "value"], rows)
@@ -490,12 +501,18 @@ def verdict(outcome: dict[str, Any], size: int) -> int:
     writes_ok, reads_ok = targets(m, arrived["to_cm"], arrived["to_cm"] + arrived["to_mt"])
     if not writes_ok:
         failures.append(f"more than {TARGET_WRITES} CM writes per record")
-    if not reads_ok:
+    if not reads_ok and size >= TARGET_SIZE:
         failures.append(f"more than {TARGET_READS} CM reads per record")
     if failures:
         print("\nFAIL: " + "; ".join(failures))
         return 1
-    print("\nPASS: every change arrived and the Click Maint request target is met")
+    if size >= TARGET_SIZE:
+        print("\nPASS: every change arrived and the Click Maint request target is met")
+    else:
+        print(
+            "\nPASS: every change arrived and the Click Maint write target is met "
+            f"(the read target is judged from {TARGET_SIZE:,} each way)"
+        )
     return 0
 
 
