@@ -298,13 +298,17 @@ class Ledger:
         high_water: str | None = None,
         token: str | None = None,
     ) -> Intent:
-        """Journal a create before it is sent; returns the live intent if one already exists."""
-        existing = self.live_intent(stream, op, source_side, source_id)
-        if existing is not None:
-            return existing
+        """Journal a create before it is sent; returns the live intent if one already exists.
+
+        The look and the insert share one write transaction, so two writers (the daemon and
+        a manual resync) cannot both decide that no intent exists yet.
+        """
         now = utcnow()
         token = token or secrets.token_hex(6)
         with self.transaction():
+            existing = self.live_intent(stream, op, source_side, source_id)
+            if existing is not None:
+                return existing
             self.db.execute(
                 "INSERT INTO outbox (token, stream, op, source_side, source_id, target_side, "
                 "payload, state, attempts, high_water, created_at, updated_at) "
@@ -577,12 +581,13 @@ class Ledger:
     def hold(self, stream: str, side: str, record_id: str, reason: str) -> Quarantined:
         """Quarantine with no automatic retry: only `syncd quarantine retry` releases it
         (for records where a retry could do harm, e.g. re-send a create that may exist)."""
-        item = self.quarantine(stream, side, record_id, reason)
-        self._write(
-            "UPDATE quarantine SET next_retry_at = ? WHERE stream = ? AND side = ? AND "
-            "record_id = ?",
-            (OPERATOR_HOLD, stream, side, record_id),
-        )
+        with self.transaction():  # never visible as an ordinary, retryable quarantine
+            item = self.quarantine(stream, side, record_id, reason)
+            self._write(
+                "UPDATE quarantine SET next_retry_at = ? WHERE stream = ? AND side = ? AND "
+                "record_id = ?",
+                (OPERATOR_HOLD, stream, side, record_id),
+            )
         return replace(item, next_retry_at=OPERATOR_HOLD)
 
     def make_due(
