@@ -113,6 +113,12 @@ class ClickMaintSection(_Section):
     cancelled_status: str = "cancelled"
     #: transaction types that mean "used on a work order"
     usage_transaction_types: list[str] = Field(default_factory=lambda: ["usage"])
+    #: new transactions are found through the part's `updated_at`; a server that does not move
+    #: it needs a sweep of every part's history: `auto` starts one once syncd has seen such a
+    #: transaction, `always` from the start, `off` never (docs/clickmaint-capabilities.md)
+    part_history_sweep: Literal["auto", "always", "off"] = "auto"
+    #: parts whose history one cycle's sweep reads (1 listing request + 1 per part)
+    part_sweep_per_cycle: PositiveInt = 10
 
     @field_validator("base_url")
     @classmethod

@@ -176,6 +176,20 @@ def _stream_status(ledger: Ledger, config: Config, name: str, now: datetime) -> 
     if guard:
         reason = guard.get("reason") if isinstance(guard, dict) else guard
         notes.append(f"{name}: delete guard tripped: {reason}")
+    untouched = ledger.get_meta("part_touch_unreliable") if name == "part_usage" else None
+    if isinstance(untouched, dict):
+        mode = config.clickmaint.part_history_sweep
+        notes.append(
+            f"{name}: Click Maint added transaction {untouched.get('transaction')} without "
+            f"moving part {untouched.get('part')}'s updated_at; "
+            + (
+                "new transactions are found by a sweep of every part's history "
+                f"({config.clickmaint.part_sweep_per_cycle} parts per cycle)"
+                if mode != "off"
+                else "clickmaint.part_history_sweep = off: such transactions wait until "
+                "their part changes"
+            )
+        )
     return {
         "healthy": not problems,
         "problems": problems,

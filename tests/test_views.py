@@ -232,6 +232,18 @@ def test_status_reports_backlog(config: Config, ledger: Ledger) -> None:
     assert "1 open conflict(s)" in text
 
 
+def test_status_says_when_click_maint_does_not_touch_parts(config: Config, ledger: Ledger) -> None:
+    for stream in ALL_STREAMS:
+        ok_run(ledger, stream)
+    assert not any("updated_at" in n for n in views.status_report(config)["notes"])
+    ledger.set_meta("part_touch_unreliable", {"part": 4, "transaction": 99, "at": "x"})
+    report = views.status_report(config)
+    assert report["healthy"] is True
+    (note,) = [n for n in report["notes"] if "updated_at" in n]
+    assert note.startswith("part_usage: Click Maint added transaction 99 without moving part 4")
+    assert "sweep of every part's history (10 parts per cycle)" in note
+
+
 def test_status_mapping_change_is_a_problem(config: Config, ledger: Ledger) -> None:
     for stream in ALL_STREAMS:
         ok_run(ledger, stream)

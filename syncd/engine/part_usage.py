@@ -107,6 +107,7 @@ class PartUsageSync(Stream):
     def cycle_body(self, report: CycleReport, *, full: bool = False, **_options: Any) -> None:
         self._resume_outbox()
         self._scan_parts(full=full)
+        self._sweep_histories()
         self._retry_waiting()
         self._retry_quarantine()
         # one GET per open linked OT: as heavy as the work_orders re-read, so it follows the
@@ -130,7 +131,33 @@ class PartUsageSync(Stream):
                 self.ledger.set_cursor(self.name, "parts_watermark", batch.checkpoint)
         self.report.counts["part_pages"] += scan.report.pages
 
-    def _on_part(self, part: dict[str, Any]) -> None:
+    def _sweep_histories(self) -> None:
+        """The fallback for a server that adds transactions without moving the part's stamp.
+
+        Those transactions are invisible to the listing scan, so a slice of the catalogue
+        (`part_sweep_per_cycle` parts, in id order, round robin) has its history read every
+        cycle regardless of stamps.  Each history read starts at that part's own cursor, so
+        a part with nothing new costs one request; a full round over N parts takes
+        N / part_sweep_per_cycle cycles.
+        """
+        cfg = self.config.clickmaint
+        if cfg.part_history_sweep == "off" or (
+            cfg.part_history_sweep == "auto" and not self.ledger.get_meta("part_touch_unreliable")
+        ):
+            return
+        assert self.report is not None
+        page_no = int(self.ledger.get_cursor(self.name, "sweep_page") or 1)
+        size = cfg.part_sweep_per_cycle
+        page = self.cm.list_page("/parts", page=page_no, per_page=size, sort="id asc")
+        for part in page.items:
+            self.rt.check_stop()
+            self._on_part(part, sweep=True)
+            self.report.counts["parts_swept"] += 1
+        more = bool(page.items) and page_no * size < page.total
+        if not self.rt.dry_run:
+            self.ledger.set_cursor(self.name, "sweep_page", str(page_no + 1 if more else 1))
+
+    def _on_part(self, part: dict[str, Any], *, sweep: bool = False) -> None:
         """Page one part's history from its own cursor (transactions are immutable)."""
         assert self.report is not None
         part_id = part.get("id")
@@ -145,7 +172,11 @@ class PartUsageSync(Stream):
                 pass
         part_updated = _stamp(part.get("updated_at"))
         seen_key = f"part_seen:{part_id}"
-        if part_updated and self.ledger.get_cursor(self.name, seen_key) == part_updated:
+        if (
+            not sweep
+            and part_updated
+            and self.ledger.get_cursor(self.name, seen_key) == part_updated
+        ):
             self.report.counts["parts_unchanged"] += 1
             return  # re-read by the lookback window; its history was paged at this stamp
         key = f"part:{part_id}"
@@ -161,12 +192,26 @@ class PartUsageSync(Stream):
                 created = _stamp(tx.get("created_at"))
                 if part_updated and created and created > part_updated:
                     # the listing would not have shown this part: its stamp does not move
-                    self.ledger.set_meta("part_touch_unreliable", {"part": part_id, "at": utcnow()})
+                    self._part_touch_unreliable(part_id, tx)
             if batch.checkpoint and not self.rt.dry_run:
                 self.ledger.set_cursor(self.name, key, batch.checkpoint)
         self.report.counts["history_pages"] += scan.report.pages
         if scan.report.complete and part_updated and not self.rt.dry_run:
             self.ledger.set_cursor(self.name, seen_key, part_updated)
+
+    def _part_touch_unreliable(self, part_id: int, tx: dict[str, Any]) -> None:
+        if self.rt.dry_run or self.ledger.get_meta("part_touch_unreliable"):
+            return
+        self.ledger.set_meta(
+            "part_touch_unreliable", {"part": part_id, "transaction": tx.get("id"), "at": utcnow()}
+        )
+        self.log.warning(
+            "clickmaint.part_touch_unreliable",
+            part=part_id,
+            transaction=tx.get("id"),
+            hint="a transaction did not move its part's updated_at; "
+            f"clickmaint.part_history_sweep={self.config.clickmaint.part_history_sweep}",
+        )
 
     # -- one transaction ----------------------------------------------------------------------
     def _on_transaction(self, part: dict[str, Any], tx: dict[str, Any]) -> None:

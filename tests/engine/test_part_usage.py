@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -305,3 +307,58 @@ def test_a_throttled_materials_pass_does_not_fail_the_cycle(h: Harness) -> None:
     h.mt_transport.inner = ThrottledMaterials(h.mt_transport.inner)
     report = usage_sync(h)  # asserts status ok
     assert report.counts["mirrored"] == 1
+
+
+def sweep_settings(mode: str, per_cycle: int) -> Callable[[str], str]:
+    return lambda text: text.replace(
+        "[clickmaint.statuses]",
+        f'part_history_sweep = "{mode}"\npart_sweep_per_cycle = {per_cycle}\n\n'
+        "[clickmaint.statuses]",
+    )
+
+
+@pytest.mark.parametrize("mode", ["auto", "always", "off"])
+def test_a_server_that_does_not_touch_parts_is_swept(h: Harness, mode: str) -> None:
+    """If adding a transaction does not move the part's updated_at (the reference leaves it
+    open), the listing scan never sees it; the sweep reads every part's history in turn."""
+    h.cm.variant.part_touch_on_transaction = False
+    h.rewrite_config(sweep_settings(mode, per_cycle=4))
+    wo, ot = linked_work_order(h)
+    bearing, oil = h.parts["BRG-6204"], h.parts["OIL-ISO68"]  # type: ignore[attr-defined]
+    # the first pass reads every part: a usage newer than its part's stamp gives it away
+    h.cm.clock.advance(5)
+    h.cm.add_transaction(bearing, "usage", 1, work_order_id=wo)
+    assert usage_sync(h).counts["mirrored"] == 1
+    ledger = h.ledger()
+    flagged = ledger.get_meta("part_touch_unreliable")
+    ledger.close()
+    assert flagged and flagged["part"] == bearing
+    # from now on nothing moves: only a sweep can find the next usage
+    h.cm.clock.advance(5)
+    h.cm.add_transaction(oil, "usage", 3, work_order_id=wo)
+    rounds = math.ceil(len(h.parts) / 4) + 1  # type: ignore[attr-defined]
+    spent = []
+    for _ in range(rounds):
+        before = h.app.stats.count(server="clickmaint")
+        usage_sync(h)
+        spent.append(h.app.stats.count(server="clickmaint") - before)
+    used = sorted(str(m["cantidad"]) for m in materials(h, ot))
+    if mode == "off":
+        assert used == ["1.00"]  # documented: waits until its part changes for another reason
+        assert max(spent) == 1
+    else:
+        assert used == ["1.00", "3.00"]
+        # a sweep cycle: the scan, one listing page of 4 parts, one history page per part
+        assert max(spent) <= 1 + 1 + 4
+
+
+def test_a_server_that_touches_parts_is_never_swept_in_auto(h: Harness) -> None:
+    wo, _ot = linked_work_order(h)
+    h.cm.add_transaction(h.parts["BRG-6204"], "usage", 1, work_order_id=wo)  # type: ignore[attr-defined]
+    h.cm.add_transaction(h.parts["OIL-ISO68"], "usage", 2, work_order_id=wo)  # type: ignore[attr-defined]
+    assert usage_sync(h).counts["mirrored"] == 2
+    report = usage_sync(h)
+    assert report.counts["parts_swept"] == 0
+    ledger = h.ledger()
+    assert ledger.get_meta("part_touch_unreliable") is None
+    ledger.close()
