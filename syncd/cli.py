@@ -224,14 +224,20 @@ def status(ctx: Context, as_json: bool) -> None:
 @click.option("--stream", default=None)
 @pass_ctx
 def history(ctx: Context, record: str, as_json: bool, stream: str | None) -> None:
-    """Every action on one record: `clickmaint:<id>` or `mantenimiento:<id>`."""
-    from .views import history_rows, render_table
+    """Every action on one record: `clickmaint:<id>` or `mantenimiento:<id>` (a work order,
+    OT, request or aviso), or `clickmaint:tx:<id>` (a part transaction)."""
+    from .views import history_rows, render_table, transaction_rows
 
     side, _, record_id = record.partition(":")
     aliases = {"clickmaint": "cm", "cm": "cm", "mantenimiento": "mt", "mt": "mt"}
     if side not in aliases or not record_id:
-        raise click.BadParameter("use clickmaint:<id> or mantenimiento:<id>", param_hint="RECORD")
-    rows = history_rows(ctx.config(secrets=False), aliases[side], record_id, stream=stream)
+        raise click.BadParameter(
+            "use clickmaint:<id>, mantenimiento:<id> or clickmaint:tx:<id>", param_hint="RECORD"
+        )
+    if aliases[side] == "cm" and record_id.startswith("tx:"):
+        rows = transaction_rows(ctx.config(secrets=False), record_id[3:])
+    else:
+        rows = history_rows(ctx.config(secrets=False), aliases[side], record_id, stream=stream)
     if as_json:
         click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
         return

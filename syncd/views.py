@@ -389,6 +389,41 @@ def history_rows(
     return [asdict(e) for _, e in sorted(entries.items()) if stream is None or e.stream == stream]
 
 
+def transaction_rows(config: Config, tx_id: str) -> list[dict[str, Any]]:
+    """Every decision on one Click Maint part transaction, and its fact row first: mirrored,
+    not mirrored with the reason, waiting or quarantined."""
+    with _reading(config) as ledger:
+        if ledger is None:
+            return []
+        rows = [asdict(e) for e in ledger.transaction_history(tx_id)]
+        fact = ledger.get_fact("part_usage", "cm", tx_id)
+    if fact is not None:
+        rows.insert(
+            0,
+            {
+                "at": fact.updated_at,
+                "run_id": "",
+                "stream": "part_usage",
+                "action": f"fact: {fact.state}",
+                "cm_id": fact.cm_wo_id,
+                "mt_id": fact.mt_ot_id,
+                "detail": {
+                    k: v
+                    for k, v in (
+                        ("tx", fact.source_id),
+                        ("kind", fact.kind),
+                        ("part", fact.part_number),
+                        ("quantity", fact.quantity),
+                        ("reason", fact.reason),
+                        ("material_record", fact.target_id),
+                    )
+                    if v not in (None, "")
+                },
+            },
+        )
+    return rows
+
+
 def link_details(config: Config, side: str, record_id: str) -> dict[str, Any] | None:
     """The link row plus what is pending on it: conflicts and quarantine of either id."""
     with _reading(config) as ledger:

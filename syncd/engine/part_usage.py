@@ -199,6 +199,12 @@ class PartUsageSync(Stream):
         if scan.report.complete and part_updated and not self.rt.dry_run:
             self.ledger.set_cursor(self.name, seen_key, part_updated)
 
+    def history_keys(self, side: str, record_id: Any) -> dict[str, Any]:
+        """Quarantined records of this stream are transactions, not work orders: filed under
+        `tx` so `syncd history clickmaint:tx:<id>` finds them and a work order with the same
+        number does not."""
+        return {"tx": str(record_id)} if side == "cm" else super().history_keys(side, record_id)
+
     def _part_touch_unreliable(self, part_id: int, tx: dict[str, Any]) -> None:
         if self.rt.dry_run or self.ledger.get_meta("part_touch_unreliable"):
             return

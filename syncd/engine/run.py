@@ -412,8 +412,12 @@ class Stream:
         else:
             item = self.ledger.quarantine(self.name, side, str(record_id), reason, detail)
         self.report.counts["quarantined"] += 1
-        key = "cm_id" if side == "cm" else "mt_id"
-        self.history("quarantined", **{key: record_id}, reason=reason, attempts=item.attempts)
+        self.history(
+            "quarantined",
+            **self.history_keys(side, record_id),
+            reason=reason,
+            attempts=item.attempts,
+        )
         self.log.warning("record.quarantined", side=side, record=str(record_id), reason=reason)
 
     def on_hold(self, side: str, record_id: Any) -> bool:
@@ -427,5 +431,9 @@ class Stream:
         if held.next_retry_at == OPERATOR_HOLD:
             return  # only `syncd quarantine retry` lets it go
         if self.ledger.release(self.name, side, str(record_id)):
-            key = "cm_id" if side == "cm" else "mt_id"
-            self.history("released", **{key: record_id})
+            self.history("released", **self.history_keys(side, record_id))
+
+    def history_keys(self, side: str, record_id: Any) -> dict[str, Any]:
+        """How a quarantined record is named in the history: a work order / OT id by default
+        (streams whose records are something else, e.g. transactions, say so)."""
+        return {"cm_id" if side == "cm" else "mt_id": record_id}

@@ -667,6 +667,15 @@ class Ledger:
         ]
         return rows[::-1]
 
+    def transaction_history(self, tx_id: str, limit: int = 500) -> list[HistoryEntry]:
+        """Every action on one Click Maint part transaction (detail `tx`), oldest first."""
+        rows = self._rows(
+            "SELECT * FROM history WHERE json_extract(detail, '$.tx') = ? ORDER BY id DESC LIMIT ?",
+            (str(tx_id), limit),
+        )
+        entries = [HistoryEntry(**{**r, "detail": _loads(r["detail"])}) for r in rows]
+        return entries[::-1]
+
     def count_history(self, action: str | None = None, stream: str | None = None) -> int:
         sql = "SELECT COUNT(*) FROM history WHERE 1=1"
         params: list[Any] = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -362,3 +363,39 @@ def test_a_server_that_touches_parts_is_never_swept_in_auto(h: Harness) -> None:
     ledger = h.ledger()
     assert ledger.get_meta("part_touch_unreliable") is None
     ledger.close()
+
+
+def test_every_transaction_decision_is_visible_by_transaction_id(h: Harness) -> None:
+    """A restock has no work order or OT to file it under, and a quarantined usage is filed
+    under its transaction id: `syncd history clickmaint:tx:<id>` shows both, with reasons."""
+    from click.testing import CliRunner
+
+    from syncd.cli import cli
+
+    wo, _ot = linked_work_order(h)
+    bearing = h.parts["BRG-6204"]  # type: ignore[attr-defined]
+    restock = h.cm.add_transaction(bearing, "restock", 10)["id"]
+    odd = h.cm.add_transaction(bearing, "usage", -2, work_order_id=wo)["id"]
+    # a work order with the same number as the quarantined transaction must not show it
+    usage_sync(h)
+    env = {"SYNCD_CONFIG": str(h.config_path), "CREDENTIALS_DIRECTORY": str(h.tmp / "credentials")}
+
+    def history(record: str) -> list[dict]:
+        result = CliRunner().invoke(cli, ["history", record, "--json"], env=env)
+        assert result.exit_code == 0, result.output
+        return json.loads(result.output)
+
+    (fact, decided) = history(f"clickmaint:tx:{restock}")
+    assert fact["action"] == "fact: not_mirrored" and decided["action"] == "not_mirrored"
+    assert "restock adds stock" in fact["detail"]["reason"]
+    rows = history(f"clickmaint:tx:{odd}")
+    assert rows[0]["action"] == "fact: quarantined"
+    assert any(
+        r["action"] == "quarantined" and "not positive" in r["detail"]["reason"] for r in rows
+    )
+    assert not any(
+        r["stream"] == "part_usage" and r["action"] == "quarantined"
+        for r in history(f"clickmaint:{odd}")
+    )
+    text = CliRunner().invoke(cli, ["history", "clickmaint:tx:999999"], env=env).output
+    assert "no history for clickmaint:tx:999999" in text
