@@ -2,15 +2,16 @@
 
 Everything runs in this one process, on loopback sockets: `start_sandbox` serves the Click Maint
 and mantenimiento simulators, the `Daemon` (exactly what `syncd run` runs) syncs them every
-`interval` seconds, and a driver thread plays the users: every `interval` seconds it makes
-`edits` random edits on each side (title, description, status; now and then a new record) with
-the simulators' own helper methods.  The feed on stdout shows what the driver changed and what
-syncd propagated (read from the daemon's structured log events); the full JSON log goes to
-`<dir>/syncd.log`.
+`interval` seconds (all three streams), and a driver thread plays the users: every `interval`
+seconds it makes `edits` random edits on each side (title, description, status; now and then a
+new record, or parts booked on a work order in Click Maint) with the simulators' own helper
+methods.  The feed on stdout shows what the driver changed and what syncd propagated (read
+from the daemon's structured log events); the full JSON log goes to `<dir>/syncd.log`.
 
 At the end (after `duration` seconds, or on Ctrl-C) the driver stops, the daemon stops, one
-last `sync --once` lets the final edits land, and every linked pair is compared field by field
-on both servers.  Exit code 0 means "N pairs compared, 0 differences".
+last `sync --once` of every stream lets the final edits land, and `sandbox.verify` reads both
+servers back: every linked pair field by field, no record without its partner, every mirrored
+transaction on its OT exactly once.  Exit code 0 means all of that held.
 
 The driver never edits one pair on both sides within a few cycles (that would be a genuine
 conflict, which the default `manual` policy leaves for a person to decide) and never edits OTs
@@ -41,6 +42,9 @@ SEED_OTS = 40
 COMPARED = ("title", "description", "status", "due")
 #: rounds during which a pair edited on one side is not edited on the other
 COOLDOWN_ROUNDS = 3
+STREAMS = ("work_orders", "part_usage", "requests")
+#: what each stream's records are called on each side (for the feed)
+NOUNS = {"work_orders": ("WO", "OT"), "requests": ("request", "aviso")}
 RECORD_LINES_PER_CYCLE = 6
 
 CM_OPEN_STATUSES = ("open", "on_hold", "in_progress")
@@ -161,12 +165,14 @@ def _run(
         out, "\nstopping: the driver and the daemon are stopped; one last sync for the final edits"
     )
     for _ in range(4):
-        reports = run_once(config, streams=["work_orders"])
-        if not reports or reports[0].status not in ("ok", "partial") or not reports[0].writes:
+        reports = run_once(config, streams=list(STREAMS))
+        if not any(r.writes for r in reports if r.status in ("ok", "partial")):
             break
-    pairs, differences = compare(box, config)
-    _summary(out, feed, driver, elapsed, pairs, differences, box)
-    return 0 if pairs and not differences else 1
+    from .sandbox.verify import verify
+
+    verdict = verify(config, box.cm, box.mt)
+    _summary(out, feed, driver, elapsed, verdict, box, config)
+    return 0 if verdict.pairs and verdict.ok else 1
 
 
 # =============================================================================================
@@ -189,15 +195,14 @@ def _prepare(directory: Path) -> str | None:
 
 def _tune_config(path: Path, interval: float) -> None:
     """Make the written config self-contained for the demo (so `syncd status` etc. work on it
-    afterwards): the cycle interval, no jitter, and only the streams this version has."""
+    afterwards): every stream runs at the demo's interval, without jitter."""
     text = path.read_text(encoding="utf-8")
-    text = re.sub(
-        r"\[streams\.work_orders\]\ninterval_seconds = [0-9.]+\njitter_seconds = [0-9.]+",
-        f"[streams.work_orders]\ninterval_seconds = {interval:g}\njitter_seconds = 0",
-        text,
-    )
-    for stream in ("part_usage", "requests"):
-        text = text.replace(f"[streams.{stream}]\n", f"[streams.{stream}]\nenabled = false\n")
+    for stream in STREAMS:
+        text = re.sub(
+            rf"\[streams\.{stream}\]\n(?:[a-z_]+ = [^\n]*\n)*",
+            f"[streams.{stream}]\ninterval_seconds = {interval:g}\njitter_seconds = 0\n",
+            text,
+        )
     path.write_text(text, encoding="utf-8")
 
 
@@ -239,8 +244,9 @@ class Feed(logging.Handler):
         self.box = box
         self.started = time.monotonic()
         self.first_cycle = threading.Event()
-        self.totals: Counter[str] = Counter()
-        self.cycles = 0
+        #: counts of every finished cycle, per stream
+        self.totals: dict[str, Counter[str]] = {name: Counter() for name in STREAMS}
+        self.cycles: Counter[str] = Counter()
         self.failed_cycles = 0
         #: record lines of a running cycle, by run id: (kind, text)
         self._pending: dict[str, list[tuple[str, str]]] = {}
@@ -267,37 +273,47 @@ class Feed(logging.Handler):
     def _event(self, event: dict[str, Any], level: int) -> None:
         name = str(event.get("event"))
         run = str(event.get("run_id") or "")
+        stream = str(event.get("stream") or "work_orders")
+        cm_noun, mt_noun = NOUNS.get(stream, NOUNS["work_orders"])
+        cm_id, mt_id = event.get("cm_id"), event.get("mt_id")
         if name == "record.created":
-            cm_id, mt_id = event.get("cm_id"), event.get("mt_id")
             if event.get("side") == "mantenimiento":
                 kind = "create_mt"
-                text = f"created OT {mt_id} in mantenimiento  ← WO {cm_id} {self._cm_title(cm_id)}"
+                title = self._cm_title(cm_id) if stream == "work_orders" else ""
+                text = f"created {mt_noun} {mt_id} in mantenimiento  ← {cm_noun} {cm_id} {title}"
             else:
                 kind = "create_cm"
-                text = f"created WO {cm_id} in Click Maint    ← OT {mt_id} {self._mt_title(mt_id)}"
-            self._pending.setdefault(run, []).append((kind, text))
+                title = self._mt_title(mt_id) if stream == "work_orders" else ""
+                text = f"created {cm_noun} {cm_id} in Click Maint    ← {mt_noun} {mt_id} {title}"
+            self._pending.setdefault(run, []).append((kind, text.rstrip()))
         elif name == "record.synced":
-            cm_id, mt_id = event.get("cm_id"), event.get("mt_id")
             parts = []
             if event.get("to_mt"):
-                parts.append(f"WO {cm_id} → OT {mt_id}: {', '.join(event['to_mt'])}")
+                parts.append(f"{cm_noun} {cm_id} → {mt_noun} {mt_id}: {', '.join(event['to_mt'])}")
             if event.get("to_cm"):
-                parts.append(f"OT {mt_id} → WO {cm_id}: {', '.join(event['to_cm'])}")
+                parts.append(f"{mt_noun} {mt_id} → {cm_noun} {cm_id}: {', '.join(event['to_cm'])}")
             kind = "to_mt" if event.get("to_mt") else "to_cm"
             self._pending.setdefault(run, []).append((kind, "; ".join(parts)))
+        elif name == "transaction.mirrored":
+            text = (
+                f"part transaction {event.get('tx')} ({event.get('part')} × "
+                f"{event.get('quantity')}) on WO {cm_id} → material used on OT {mt_id}"
+            )
+            self._pending.setdefault(run, []).append(("tx", text))
         elif name == "cycle.end":
-            self._cycle_end(run, event)
+            self._cycle_end(run, stream, event)
         elif name in ("daemon.ready", "daemon.stopped"):
             self.line("syncd", name.split(".")[1])
         elif level >= logging.WARNING and name not in ("job.still_running",):
             detail = event.get("error") or event.get("reason") or event.get("detail") or ""
             self.line("!", f"{name} {detail}"[:160])
 
-    def _cycle_end(self, run: str, event: dict[str, Any]) -> None:
+    def _cycle_end(self, run: str, stream: str, event: dict[str, Any]) -> None:
         counts: dict[str, int] = event.get("counts") or {}
+        totals = self.totals.setdefault(stream, Counter())
         for key, value in counts.items():
-            self.totals[key] += int(value)
-        self.cycles += 1
+            totals[key] += int(value)
+        self.cycles[stream] += 1
         status = event.get("status")
         if status == "failed":
             self.failed_cycles += 1
@@ -306,9 +322,11 @@ class Feed(logging.Handler):
             self.line("syncd", text)
         if len(lines) > RECORD_LINES_PER_CYCLE:
             self.line("syncd", f"… and {len(lines) - RECORD_LINES_PER_CYCLE} more")
-        what = _describe_counts(counts)
-        self.line("cycle", f"#{self.cycles} {status} in {event.get('seconds', 0):.1f}s: {what}")
-        self.first_cycle.set()
+        what = _describe_counts(counts, stream)
+        seconds = event.get("seconds", 0)
+        self.line("cycle", f"{stream} #{self.cycles[stream]} {status} in {seconds:.1f}s: {what}")
+        if stream == "work_orders":
+            self.first_cycle.set()
 
     def _cm_title(self, cm_id: Any) -> str:
         wo = self.box.cm.work_orders.get(_int(cm_id))
@@ -334,12 +352,16 @@ def _sample(lines: list[tuple[str, str]], limit: int) -> list[str]:
     return picked
 
 
-def _describe_counts(counts: dict[str, int]) -> str:
+def _describe_counts(counts: dict[str, int], stream: str = "work_orders") -> str:
+    cm_noun, mt_noun = {"requests": ("request", "aviso")}.get(stream, ("WO", "OT"))
     labels = (
-        ("created_mt", "created in mantenimiento"),
-        ("created_cm", "created in Click Maint"),
+        ("created_mt", f"{mt_noun}s created in mantenimiento"),
+        ("created_cm", f"{cm_noun}s created in Click Maint"),
         ("updated_mt", "updated in mantenimiento"),
         ("updated_cm", "updated in Click Maint"),
+        ("mirrored", "transaction(s) mirrored to OTs"),
+        ("not_mirrored", "transaction(s) not mirrored (reason in `syncd history`)"),
+        ("waiting", "transaction(s) waiting for their work order's OT"),
         ("conflicts", "conflict(s) left for a person"),
         ("conflicts_auto", "conflict(s) settled by policy"),
         ("quarantined", "quarantined"),
@@ -400,8 +422,14 @@ class Driver:
                     self._create(side)
                     continue
                 pair = self._pick(pairs, side)
-                if pair is not None:
-                    self._edit_cm(pair) if side == "cm" else self._edit_mt(pair)
+                if pair is None:
+                    continue
+                if side == "cm" and self.rng.random() < 0.15:
+                    self._use_part(pair)
+                elif side == "cm":
+                    self._edit_cm(pair)
+                else:
+                    self._edit_mt(pair)
 
     # -- choosing ---------------------------------------------------------------------------
     def _pairs(self) -> list[tuple[int, int]]:
@@ -460,6 +488,16 @@ class Driver:
             what = f"status {current} → {new}"
         self.counts["cm_edits"] += 1
         self.feed.line("user", f"Click Maint   WO {pair[0]}: {what}")
+
+    def _use_part(self, pair: tuple[int, int]) -> None:
+        """A technician books parts against the work order in Click Maint."""
+        from .sandbox.catalog import PARTS
+
+        stock = self.rng.choice([p for p in PARTS if p.sku is not None])
+        quantity = self.rng.choice([1, 2, 0.5, 1.25])
+        self.box.cm.add_transaction(stock.cm_part_id, "usage", quantity, work_order_id=pair[0])
+        self.counts["cm_usage"] += 1
+        self.feed.line("user", f"Click Maint   WO {pair[0]}: used {quantity} × {stock.number}")
 
     def _create(self, side: str) -> None:
         title = f"{self.rng.choice(NEW_TITLES)} #{self.rng.randrange(100, 999)}"
@@ -533,68 +571,57 @@ def _first_line(text: str) -> str:
 # =============================================================================================
 # the final comparison and the summary
 # =============================================================================================
-def compare(box: Any, config: Any) -> tuple[int, list[str]]:
-    """Read both servers and compare every linked pair field by field."""
-    from .engine.mapping import WorkOrderMapping
-    from .ledger.store import Ledger
-
-    mapping = WorkOrderMapping(config)
-    ledger = Ledger.open(config.ledger_path, readonly=True)
-    try:
-        pairs = [(k.cm_id, k.mt_id) for k in ledger.iter_links("work_orders")]
-    finally:
-        ledger.close()
-    differences = []
-    for cm_id, mt_id in pairs:
-        with box.cm.lock:
-            wo = box.cm.work_orders.get(int(cm_id))
-            cm_raw = box.cm.render_work_order(wo, detail=True) if wo else None
-        with box.mt.lock:
-            ot = box.mt.ots.get(int(mt_id))
-            mt_raw = box.mt.render_detail(ot) if ot else None
-        if cm_raw is None or mt_raw is None:
-            differences.append(f"WO {cm_id} / OT {mt_id}: one side is gone")
-            continue
-        cm, mt = mapping.from_cm(cm_raw), mapping.from_mt(mt_raw)
-        for name in COMPARED:
-            if name == "due" and cm[name] is None:
-                continue  # an OT always has a planned end; "no due date" has no mirror
-            if not mapping.agree(name, cm[name], mt[name]):
-                differences.append(f"WO {cm_id} / OT {mt_id}: {name}: {cm[name]!r} ≠ {mt[name]!r}")
-    return len(pairs), differences
-
-
 def _summary(
     out: TextIO,
     feed: Feed,
     driver: Driver,
     elapsed: float,
-    pairs: int,
-    differences: list[str],
+    verdict: Any,
     box: Any,
+    config: Any,
 ) -> None:
-    t = feed.totals
+    """What happened, then the proof: both servers read back and checked (sandbox.verify)."""
+    from .ledger.store import Ledger
+
+    wo, rq = feed.totals["work_orders"], feed.totals["requests"]
     d = driver.counts
-    conflicts = t["conflicts"] + t["conflicts_auto"]
+    conflicts = wo["conflicts"] + wo["conflicts_auto"]
+    ledger = Ledger.open(config.ledger_path, readonly=True)
+    try:
+        request_pairs = ledger.count_links("requests")
+        facts = ledger.fact_counts("part_usage")
+    finally:
+        ledger.close()
+    problems = verdict.summary()["examples"]
     lines = [
         "",
-        f"summary after {elapsed:.0f}s, {feed.cycles} cycles"
+        f"summary after {elapsed:.0f}s, {sum(feed.cycles.values())} cycles"
         + (f" ({feed.failed_cycles} failed)" if feed.failed_cycles else ""),
-        f"  records linked        {pairs}",
-        f"  created               Click Maint → mantenimiento {t['created_mt']:>4}"
-        f"    mantenimiento → Click Maint {t['created_cm']:>4}",
-        f"  updated               Click Maint → mantenimiento {t['updated_mt']:>4}"
-        f"    mantenimiento → Click Maint {t['updated_cm']:>4}",
-        f"  conflicts             {conflicts} ({t['conflicts_auto']} settled by policy, "
-        f"{t['conflicts']} left open)",
-        f"  user edits            Click Maint {d['cm_edits']} (+{d['cm_creates']} new), "
-        f"mantenimiento {d['mt_edits']} (+{d['mt_creates']} new)",
-        f"  final comparison      {pairs} pairs compared ({', '.join(COMPARED)}), "
-        f"{len(differences)} differences",
+        f"  work orders ⇄ OTs     {verdict.pairs} linked",
+        f"    created             Click Maint → mantenimiento {wo['created_mt']:>4}"
+        f"    mantenimiento → Click Maint {wo['created_cm']:>4}",
+        f"    updated             Click Maint → mantenimiento {wo['updated_mt']:>4}"
+        f"    mantenimiento → Click Maint {wo['updated_cm']:>4}",
+        f"    conflicts           {conflicts} ({wo['conflicts_auto']} settled by policy, "
+        f"{wo['conflicts']} left open)",
+        f"  requests ⇄ avisos     {request_pairs} linked "
+        f"({rq['created_mt']} avisos and {rq['created_cm']} requests created, "
+        f"{rq['updated_mt'] + rq['updated_cm']} updated)",
+        f"  part transactions     {facts.get('mirrored', 0)} mirrored onto OTs, "
+        f"{facts.get('not_mirrored', 0)} not mirrored with a reason, "
+        f"{facts.get('waiting', 0)} waiting, {facts.get('quarantined', 0)} quarantined",
+        f"  user actions          Click Maint {d['cm_edits']} edits (+{d['cm_creates']} new, "
+        f"{d['cm_usage']} part usages), mantenimiento {d['mt_edits']} edits "
+        f"(+{d['mt_creates']} new)",
+        f"  final comparison      {verdict.pairs} pairs compared ({', '.join(COMPARED)}), "
+        f"{len(verdict.divergences)} differences; "
+        f"{len(verdict.unlinked_cm) + len(verdict.unlinked_mt)} records without a partner; "
+        f"transactions on their OT exactly once: "
+        + (
+            "yes" if not (verdict.duplicated_transactions or verdict.missing_transactions) else "NO"
+        ),
     ]
-    lines += [f"    {problem}" for problem in differences[:10]]
-    if len(differences) > 10:
-        lines.append(f"    … and {len(differences) - 10} more")
+    lines += [f"    {problem}" for problem in problems]
     if box.config_path is not None:
         lines.append(
             f"\nlook around: SYNCD_CONFIG={box.config_path} "

@@ -300,6 +300,15 @@ class PartUsageSync(Stream):
                 reason=reason or None,
                 material_record=target,
             )
+        self.log.info(
+            f"transaction.{state}",
+            tx=fact.source_id,
+            cm_id=fact.cm_wo_id,
+            mt_id=fact.mt_ot_id,
+            part=fact.part_number,
+            quantity=fact.quantity,
+            **({"reason": reason} if reason else {"material_record": fact.target_id}),
+        )
         if fact.state == "mirrored":
             self.release("cm", fact.source_id)
 

@@ -305,6 +305,14 @@ class RequestSync(Stream):
         self.report.counts["updated_mt"] += 1 if plan.to_mt else 0
         self.report.counts["updated_cm"] += 1 if plan.to_cm else 0
         self.report.counts["conflicts"] += sum(1 for c in plan.conflicts if c.winner is None)
+        if plan.has_writes:
+            self.log.info(
+                "record.synced",
+                cm_id=link.cm_id,
+                mt_id=link.mt_id,
+                to_mt=sorted(plan.to_mt),
+                to_cm=sorted(plan.to_cm),
+            )
 
     def _check_work_order_link(self, link: Link, mt: Snapshot) -> None:
         """Aviso → OT and request → work order must point at linked partners."""
@@ -425,6 +433,12 @@ class RequestSync(Stream):
                 outbox=intent.token,
             )
         self.report.counts[f"created_{intent.target_side}"] += 1
+        self.log.info(
+            "record.created",
+            side="mantenimiento" if intent.target_side == "mt" else "clickmaint",
+            cm_id=link.cm_id,
+            mt_id=link.mt_id,
+        )
 
     # -- outbox ----------------------------------------------------------------------------------
     def _aviso_with_token(self, token: str, aviso_id: int | None = None) -> dict[str, Any] | None:

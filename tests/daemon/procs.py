@@ -36,11 +36,22 @@ COMPARED = ("title", "description", "status")
 
 #: environment of every syncd process: a 1 s work_orders cycle, streams that do not exist yet
 #: switched off (the config written by the sandbox enables them)
+#: work orders only: the daemon tests about signals, locks and the watchdog need one stream
 FAST = {
     "SYNCD_STREAMS__WORK_ORDERS__INTERVAL_SECONDS": "1",
     "SYNCD_STREAMS__WORK_ORDERS__JITTER_SECONDS": "0",
     "SYNCD_STREAMS__PART_USAGE__ENABLED": "false",
     "SYNCD_STREAMS__REQUESTS__ENABLED": "false",
+}
+#: every stream, every second: what a production daemon runs, faster
+ALL_STREAMS = {
+    **{
+        f"SYNCD_STREAMS__{name}__{key}": value
+        for name in ("WORK_ORDERS", "PART_USAGE", "REQUESTS")
+        for key, value in (("INTERVAL_SECONDS", "1"), ("JITTER_SECONDS", "0"))
+    },
+    "SYNCD_STREAMS__PART_USAGE__ENABLED": "true",
+    "SYNCD_STREAMS__REQUESTS__ENABLED": "true",
 }
 
 _INHERITED_NOISE = (
@@ -179,6 +190,30 @@ class Process:
             after=after,
         )
 
+    def wait_settled(self, streams: tuple[str, ...], timeout: float, after: int = 0) -> None:
+        """Two quiet cycles of every stream after the last cycle (of any stream) that wrote or
+        failed.  One is not enough when streams run side by side: a quiet cycle may have
+        started before another stream's write landed (e.g. requests approving a request that
+        makes a work order); the second one began after it."""
+
+        def settled() -> bool:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"syncd exited ({self.proc.returncode}):\n" + self.tail())
+            ends = self.find("cycle.end", after=after)
+            busy = [
+                i
+                for i, e in enumerate(ends)
+                if e.get("status") != "ok" or _writes(e.get("counts") or {})
+            ]
+            since = ends[busy[-1] + 1 :] if busy else ends
+            quiet = Counter(e.get("stream") for e in since)
+            return all(quiet[s] >= 2 for s in streams)
+
+        try:
+            wait_until(settled, timeout, "two quiet cycles of every stream")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{self.tail()}") from None
+
     def signal(self, sig: int) -> None:
         self.proc.send_signal(sig)
 
@@ -204,7 +239,8 @@ class Process:
 
 
 def _writes(counts: dict[str, int]) -> int:
-    return sum(v for k, v in counts.items() if k.startswith(("created_", "updated_", "cancelled_")))
+    prefixes = ("created_", "updated_", "cancelled_", "mirrored")
+    return sum(v for k, v in counts.items() if k.startswith(prefixes))
 
 
 class NotifySocket:

@@ -20,10 +20,12 @@ import pytest
 
 from syncd.engine.records import strip_marker
 from syncd.ledger.store import Ledger
+from syncd.sandbox.catalog import PARTS
 from syncd.sandbox.launch import Sandbox, config_text, start_sandbox
 from syncd.sandbox.server import ServerThread
 
 from .procs import (
+    ALL_STREAMS,
     FAST,
     NotifySocket,
     Process,
@@ -39,6 +41,7 @@ from .procs import (
 )
 
 OPEN_ESTADOS = ("ESPERA", "PROGRAMADA", "EJECUCION")
+STREAMS = ("work_orders", "part_usage", "requests")
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -73,7 +76,7 @@ def box(tmp_path: Path) -> Iterator[Sandbox]:
 
 
 def daemon(spawned: list[Process], env: dict[str, str], *args: str, **extra: str) -> Process:
-    process = Process(["run", *args], base_env(**FAST, **env, **extra))
+    process = Process(["run", *args], base_env(**{**FAST, **env, **extra}))
     spawned.append(process)
     return process
 
@@ -104,16 +107,18 @@ def _converge_propagate_stop(
     sandbox: SandboxProcess, spawned: list[Process], notify: NotifySocket
 ) -> None:
     started = time.monotonic()
-    syncd = daemon(spawned, sandbox.env(), NOTIFY_SOCKET=notify.path, WATCHDOG_USEC="2000000")
+    syncd = daemon(
+        spawned, sandbox.env(), NOTIFY_SOCKET=notify.path, WATCHDOG_USEC="2000000", **ALL_STREAMS
+    )
     ready_at = notify.wait_for("READY", "1", timeout=20)
     assert ready_at >= started
     syncd.wait_for("daemon.ready", timeout=5)
 
-    # 1. convergence of both seeded systems
-    first = syncd.wait_for("cycle.end", timeout=30)
+    # 1. convergence of both seeded systems, all three streams
+    first = syncd.wait_for("cycle.end", timeout=30, where=lambda e: e["stream"] == "work_orders")
     assert first["status"] == "ok", first
     assert first["counts"].get("created_mt", 0) > 0 and first["counts"].get("created_cm", 0) > 0
-    syncd.wait_quiet_cycle(timeout=20)
+    syncd.wait_settled(STREAMS, timeout=40)
     config = load(sandbox.config_path, sandbox.credentials_dir)
     cm_dump, mt_dump = sandbox.dumps()
     pairs, problems = compare(config, cm_dump, mt_dump)
@@ -142,6 +147,19 @@ def _converge_propagate_stop(
     )
     r.raise_for_status()
     new_wo = r.json()["id"]
+    # a technician books a part on the first pair's work order; someone files a request
+    bearing = next(p for p in PARTS if p.number == "BRG-6204")
+    r = http.post(
+        f"{sandbox.cm_root}/_sim/parts/{bearing.cm_part_id}/transactions",
+        json={"type": "usage", "quantity": 1.5, "work_order_id": cm_pair[0]},
+    )
+    r.raise_for_status()
+    usage = r.json()["id"]
+    r = http.post(
+        f"{sandbox.cm_root}/_sim/requests",
+        json={"title": "E2E: fuga en la bomba", "description": "se ve agua bajo la bomba"},
+    )
+    r.raise_for_status()
 
     def propagated() -> list[str]:
         cm_now, mt_now = sandbox.dumps()
@@ -149,6 +167,15 @@ def _converge_propagate_stop(
         ots = {o["id"]: o["detail"] for o in mt_now["ots"]}
         mirror = dict(links(config)).get(new_wo)
         missing = []
+        booked = [
+            m
+            for m in mt_now["materiales_utilizados"]
+            if f"tx:{usage} " in (m.get("comentario") or "")
+        ]
+        if [(m["ot_id"], str(m["cantidad"])) for m in booked] != [(cm_pair[1], "1.50")]:
+            missing.append(f"usage transaction -> material on OT (found {booked})")
+        if not any("E2E: fuga en la bomba" in a["descripcion"] for a in mt_now["avisos"]):
+            missing.append("new request -> aviso")
         if ots[cm_pair[1]]["descripcion"] != "E2E: edited in Click Maint":
             missing.append("Click Maint title -> OT")
         if strip_marker(ots[cm_pair[1]]["notas"]) != "changed by the test":
@@ -161,8 +188,8 @@ def _converge_propagate_stop(
             missing.append("new work order -> OT")
         return missing
 
-    wait_until(lambda: not propagated(), 20, "the edits to propagate", 0.2, propagated)
-    syncd.wait_quiet_cycle(timeout=20, after=syncd.mark())
+    wait_until(lambda: not propagated(), 30, "the edits to propagate", 0.2, propagated)
+    syncd.wait_settled(STREAMS, timeout=40, after=syncd.mark())
     cm_dump, mt_dump = sandbox.dumps()
     assert compare(config, cm_dump, mt_dump)[1] == []
     assert duplicates(config, cm_dump, mt_dump) == []
@@ -184,11 +211,11 @@ def _converge_propagate_stop(
     assert syncd.find("daemon.stopped")
     assert syncd.stderr == [] or all(not line.strip() for line in syncd.stderr), syncd.stderr
     assert_no_running_runs(sandbox.config_path, sandbox.credentials_dir)
-    status = run_cli("status", "--json", env=base_env(**FAST, **sandbox.env()))
+    status = run_cli("status", "--json", env=base_env(**ALL_STREAMS, **sandbox.env()))
     assert status.returncode == 0, status.stdout + status.stderr
     report = json.loads(status.stdout)
     assert report["healthy"] is True, report["problems"]
-    assert list(report["streams"]) == ["work_orders"]
+    assert list(report["streams"]) == list(STREAMS)
 
 
 # ---------------------------------------------------------------------------------------------
