@@ -49,6 +49,8 @@ WHY_NOT = {
 #: a usage whose work order is still not linked after this long is recorded as not mirrored
 WAIT_FOR_LINK = timedelta(days=7)
 MARKER_PREFIX = "⟦syncd tx:"
+#: materiales-utilizados `cantidad` is a Decimal(12, 2)
+MAX_QUANTITY = Decimal("9999999999.99")
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,13 @@ def classify(tx: dict[str, Any], usage_types: list[str]) -> Verdict:
         return Verdict("quarantine", f"quantity {tx.get('quantity')!r} is not a number")
     if quantity <= 0:
         return Verdict("quarantine", f"quantity {quantity} is not positive")
+    if quantity > MAX_QUANTITY:
+        # also keeps quantize() below from overflowing on values like 1e999999
+        return Verdict(
+            "quarantine",
+            f"quantity {quantity:.6g} is larger than mantenimiento can store "
+            f"(numeric(12,2): at most {MAX_QUANTITY})",
+        )
     if quantity != quantity.quantize(Decimal("0.01")):
         return Verdict(
             "quarantine",

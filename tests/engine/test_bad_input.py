@@ -267,3 +267,153 @@ def test_whole_server_returning_html_fails_the_cycle_cleanly(tmp_path: Path) -> 
     cm_rewrite.raw = None
     h.quiet_sync()
     assert len(h.pairs()) == 5
+
+
+# -- part transactions ------------------------------------------------------------------------
+TX_CASES: list[tuple[str, Callable[[Payload], None], str | None]] = [
+    ("quantity text", lambda t: t.update(quantity="dos"), "not a number"),
+    ("quantity NaN", lambda t: t.update(quantity="NaN"), "not a number"),
+    ("quantity astronomic", lambda t: t.update(quantity="1e999999"), "larger than"),
+    ("quantity beyond numeric(12,2)", lambda t: t.update(quantity=1e10), "larger than"),
+    ("quantity infinite", lambda t: t.update(quantity="Infinity"), "not a number"),
+    ("quantity zero", lambda t: t.update(quantity=0), "not positive"),
+    ("quantity negative", lambda t: t.update(quantity=-3), "not positive"),
+    ("quantity thousandths", lambda t: t.update(quantity=1.005), "more than 2 decimals"),
+    ("type null", lambda t: t.update(type=None), "unknown transaction type"),
+    ("type unknown", lambda t: t.update(type="teleport"), "unknown transaction type"),
+    ("work order id text", lambda t: t.update(work_order_id="abc"), "not a work order id"),
+    ("work order id bool", lambda t: t.update(work_order_id=True), "not a work order id"),
+    # valid, if unusual: mirrored exactly once
+    ("quantity as a string", lambda t: t.update(quantity="2.50"), None),
+    ("huge note", lambda t: t.update(note="ñ" * 20_000), None),
+    ("unicode note", lambda t: t.update(note="\u202e🔧 \x00 zero\u200bwidth"), None),
+    ("created_at garbage", lambda t: t.update(created_at="yesterday"), None),
+]
+
+
+@pytest.mark.parametrize(("name", "change", "reason"), TX_CASES, ids=[c[0] for c in TX_CASES])
+def test_hostile_part_transactions(tmp_path: Path, name: str, change, reason: str | None) -> None:
+    from .test_part_usage import add_parts, linked_work_order, materials, usage_sync
+
+    h, cm_rewrite, _mt, _ids = setup(tmp_path)
+    parts = add_parts(h)
+    wo, ot = linked_work_order(h)
+    victim = h.cm.add_transaction(parts["BRG-6204"], "usage", 2, work_order_id=wo)["id"]
+    other = h.cm.add_transaction(parts["OIL-ISO68"], "usage", 1, work_order_id=wo)["id"]
+    cm_rewrite.json = corrupt_cm_item(victim, change)
+    usage_sync(h)
+
+    def on_ot(tx: int) -> int:
+        return sum(1 for m in materials(h, ot) if f"tx:{tx} " in m["comentario"])
+
+    ledger = h.ledger()
+    try:
+        held = ledger.get_quarantined("part_usage", "cm", str(victim))
+    finally:
+        ledger.close()
+    assert on_ot(other) == 1, "a bad transaction blocked the others"
+    if reason is None:
+        assert held is None and on_ot(victim) == 1
+    else:
+        assert held is not None and reason in held.reason, held
+        assert on_ot(victim) == 0
+    # the server's data is fine again: retried, and then on its OT exactly once
+    cm_rewrite.json = None
+    ledger = h.ledger()
+    ledger.make_due("part_usage")
+    ledger.close()
+    usage_sync(h)
+    usage_sync(h)
+    assert on_ot(victim) == 1 and on_ot(other) == 1
+
+
+# -- requests and avisos ------------------------------------------------------------------------
+REQUEST_CASES: list[tuple[str, Callable[[Payload], None], str | None]] = [
+    ("title null", lambda r: r.update(title=None), "title"),
+    ("status unknown", lambda r: r.update(status="exploded"), "exploded"),
+    ("priority a number", lambda r: r.update(priority=42), "priority"),
+    ("description a dict", lambda r: r.update(description={"x": 1}), "description"),
+    ("huge title", lambda r: r.update(title="Ω" * 5000), None),
+    ("unicode title", lambda r: r.update(title="\u202eRTL 🔧 \u200b"), None),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "change", "reason"), REQUEST_CASES, ids=[c[0] for c in REQUEST_CASES]
+)
+def test_hostile_click_maint_requests(
+    tmp_path: Path, name: str, change, reason: str | None
+) -> None:
+    h, cm_rewrite, _mt, _ids = setup(tmp_path)
+    victim = h.cm.create_request({"title": "Fuga en cuarto frío", "priority": "high"})["id"]
+    other = h.cm.create_request({"title": "Puerta atascada", "priority": "low"})["id"]
+    cm_rewrite.json = corrupt_cm_item(victim, change)
+    h.cm.clock.advance(10)
+    assert h.sync(stream="requests").status == "ok"
+    ledger = h.ledger()
+    try:
+        held = ledger.get_quarantined("requests", "cm", str(victim))
+        linked = {int(link.cm_id) for link in ledger.iter_links("requests")}
+    finally:
+        ledger.close()
+    assert other in linked, "a bad request blocked the others"
+    if reason is None:
+        assert held is None and victim in linked
+    else:
+        assert held is not None and reason in held.reason, held
+        assert victim not in linked
+    cm_rewrite.json = None
+    ledger = h.ledger()
+    ledger.make_due("requests")
+    ledger.close()
+    h.cm.clock.advance(10)
+    assert h.sync(stream="requests").status == "ok"
+    ledger = h.ledger()
+    try:
+        assert victim in {int(link.cm_id) for link in ledger.iter_links("requests")}
+    finally:
+        ledger.close()
+    avisos_for = [a for a in h.mt.avisos.values() if f"cm:{victim} " in a["descripcion"]]
+    assert len(avisos_for) == 1  # one aviso, however many tries
+
+
+AVISO_CASES: list[tuple[str, Callable[[Payload], None], str | None]] = [
+    ("estado unknown", lambda a: a.update(estado="EXPLOTADO"), "EXPLOTADO"),
+    ("descripcion a number", lambda a: a.update(descripcion=7), "descripcion"),
+    ("prioridad null", lambda a: a.update(prioridad=None), "prioridad"),
+    ("huge descripcion", lambda a: a.update(descripcion="á" * 50_000), None),
+    ("unicode descripcion", lambda a: a.update(descripcion="\u202e🔧\n\x00 segunda línea"), None),
+]
+
+
+@pytest.mark.parametrize(("name", "change", "reason"), AVISO_CASES, ids=[c[0] for c in AVISO_CASES])
+def test_hostile_mantenimiento_avisos(
+    tmp_path: Path, name: str, change, reason: str | None
+) -> None:
+    h, _cm, mt_rewrite, _ids = setup(tmp_path)
+    base = {"ubicacion_id": 12, "prioridad": "ALTA", "tipo": "AVERIA"}
+    victim = h.mt.create_aviso(descripcion="Ruido en compresor", **base)["id"]
+    other = h.mt.create_aviso(descripcion="Luz fundida en bodega", **base)["id"]
+
+    def rewrite(request: httpx.Request, payload: Payload) -> Payload:
+        groups = payload.get("data")  # avisos/api/list/: {"data": {group: [aviso, ...]}}
+        for rows in groups.values() if isinstance(groups, dict) else []:
+            for row in rows if isinstance(rows, list) else []:
+                if isinstance(row, dict) and row.get("id") == victim:
+                    change(row)
+        return payload
+
+    mt_rewrite.json = rewrite
+    assert h.sync(stream="requests").status == "ok"
+    ledger = h.ledger()
+    try:
+        held = ledger.get_quarantined("requests", "mt", str(victim))
+        linked = {int(link.mt_id) for link in ledger.iter_links("requests")}
+    finally:
+        ledger.close()
+    assert other in linked, "a bad aviso blocked the others"
+    if reason is None:
+        assert held is None and victim in linked
+    else:
+        assert held is not None and reason in held.reason, held
+        assert victim not in linked

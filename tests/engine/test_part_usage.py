@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from syncd.engine.part_usage import classify
@@ -252,9 +252,19 @@ def test_materials_pass_follows_open_reread_every(h: Harness) -> None:
 
 @given(
     kind=st.sampled_from(["usage", "restock", "return", "reconcile", "cost_update", "??"]),
-    quantity=st.one_of(st.decimals(-5, 50, places=3), st.just("abc"), st.none()),
+    quantity=st.one_of(
+        st.decimals(-5, 50, places=3),
+        # anything a server could send: any Decimal (NaN, sNaN, infinities, huge exponents),
+        # any float, numbers as text, text that is not a number
+        st.decimals(allow_nan=True, allow_infinity=True),
+        st.floats(),
+        st.decimals(allow_nan=True, allow_infinity=True).map(str),
+        st.sampled_from(["1e999999", "-1e999999", "1E+10", "-0", "sNaN", "abc", ""]),
+        st.none(),
+    ),
     wo=st.one_of(st.none(), st.integers(1, 10), st.just("abc"), st.just(True), st.just(2.5)),
 )
+@example(kind="usage", quantity="1e999999", wo=1)  # quantize() overflowed: a crashed cycle
 def test_classify_is_total_and_only_mirrors_clean_usage(kind, quantity, wo) -> None:
     verdict = classify({"type": kind, "quantity": quantity, "work_order_id": wo}, ["usage"])
     garbled_wo = wo is not None and (not isinstance(wo, int) or isinstance(wo, bool))
