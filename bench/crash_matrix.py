@@ -4,11 +4,13 @@
     python bench/crash_matrix.py --random 20     # fewer random kills
     python bench/crash_matrix.py --quick         # CI size: named steps once, 5 random kills
 
-Each trial runs `syncd sync --once` (work orders and part transactions) as a real process
-against both simulators, kills it (SIGKILL) at a named crash point or after a random delay,
-runs syncd again until a round writes nothing, and verifies: no record lost or duplicated on
-either side, every linked pair agrees field by field, every usage transaction on its OT exactly
-once.  Exit status 1 if any trial breaks an invariant.  Trials run two at a time.
+Each trial runs syncd as a real process against both simulators - `syncd sync --once` with
+all three streams, or for every third random kill the daemon (`syncd run`) - kills it
+(SIGKILL) at a named crash point or after a random delay, runs syncd again until a round
+writes nothing, and verifies: no work order, OT, request or aviso lost or duplicated, every
+linked pair agrees field by field (requests / avisos: status), every usage transaction on its
+OT exactly once, nothing set aside in quarantine by the crash.  Exit status 1 if any trial
+breaks an invariant.  Trials run two at a time.
 """
 
 from __future__ import annotations
@@ -32,11 +34,11 @@ def _named(args: tuple[str, str]) -> dict[str, Any]:
     return describe(trial(f"{phase}/{point}", crash_at=point, phase=phase))
 
 
-def _random(args: tuple[int, float, str]) -> dict[str, Any]:
-    seed, delay, phase = args
-    return describe(
-        trial(f"random-{seed}@{delay:.2f}s/{phase}", kill_after=delay, phase=phase, seed=seed)
-    )
+def _random(args: tuple[int, float, str, bool]) -> dict[str, Any]:
+    seed, delay, phase, daemon = args
+    what = "daemon" if daemon else "once"
+    name = f"random-{what}-{seed}@{delay:.2f}s/{phase}"
+    return describe(trial(name, kill_after=delay, phase=phase, seed=seed, daemon=daemon))
 
 
 def main() -> int:
@@ -51,12 +53,17 @@ def main() -> int:
     args = parser.parse_args()
     count = 5 if args.quick else args.random
     rng = random.Random(args.seed)
-    # a clean run of this workload takes ~1 s; kills spread over 0.2 s .. 2.5 s cover start-up,
-    # the initial sync, the edits and the part transactions
-    random_trials = [
-        (rng.randint(1, 10_000), rng.uniform(0.2, 2.5), rng.choice(["initial", "edits"]))
-        for _ in range(count)
-    ]
+    # a clean `sync --once` of this workload takes ~1.5 s; kills spread over 0.2 s .. 3 s cover
+    # start-up, the initial sync, the edits, the transactions and the requests.  Every third
+    # kill hits the daemon instead (`syncd run`, all streams side by side, a cycle a second),
+    # anywhere in its first 6 s.
+    random_trials = []
+    for n in range(count):
+        daemon = n % 3 == 2
+        delay = rng.uniform(0.5, 6.0) if daemon else rng.uniform(0.2, 3.0)
+        random_trials.append(
+            (rng.randint(1, 10_000), delay, rng.choice(["initial", "edits"]), daemon)
+        )
     started = time.monotonic()
     results: list[dict[str, Any]] = []
     with ProcessPoolExecutor(max_workers=args.workers) as pool:

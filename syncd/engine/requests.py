@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from ..faultpoints import crashpoint
 from ..ledger.models import Intent, Link, utcnow
 from ..systems.errors import NotFound
 from .mapping import MappingError, RequestMapping, iso_z, parse_iso
@@ -255,6 +256,8 @@ class RequestSync(Stream):
         if plan.to_cm:
             response = self.cm.update_request(int(link.cm_id), dict(plan.to_cm))
             cm_after = self.mapping.from_cm(response)
+        if plan.has_writes:
+            crashpoint("request.written")  # written remotely, base not advanced yet
         with self.ledger.transaction():
             for c in plan.conflicts:
                 self.ledger.record_conflict(
@@ -406,6 +409,7 @@ class RequestSync(Stream):
 
     def _link(self, intent: Intent, cm: Snapshot, mt: Snapshot, *, origin: str) -> None:
         assert self.report is not None
+        crashpoint("request.remote")  # the request / aviso exists, the link does not yet
         link = Link(
             stream=self.name,
             cm_id=str(cm["_id"]),
@@ -432,6 +436,7 @@ class RequestSync(Stream):
                 mt_id=link.mt_id,
                 outbox=intent.token,
             )
+        crashpoint("request.linked")
         self.report.counts[f"created_{intent.target_side}"] += 1
         self.log.info(
             "record.created",

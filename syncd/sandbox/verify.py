@@ -4,7 +4,10 @@
   is a lost record or a duplicate);
 * linked pairs agree on every field both servers can write;
 * every Click Maint usage transaction the ledger calls mirrored exists exactly once on its OT,
-  and no transaction was written twice.
+  and no transaction was written twice;
+* every request and every aviso has exactly one partner (or is quarantined), no request was
+  mirrored into two avisos or the other way round, and linked pairs agree on their status
+  (the only field both servers can write).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from ..config import Config
-from ..engine.mapping import WorkOrderMapping
+from ..engine.mapping import RequestMapping, WorkOrderMapping
 from ..engine.records import WORK_ORDER_FIELDS
 from ..ledger.store import Ledger
 from .clickmaint_sim import ClickMaintSim
@@ -22,6 +25,7 @@ from .mantenimiento_sim import MantenimientoSim
 
 BOTH_WAYS = [f.name for f in WORK_ORDER_FIELDS if f.cm_writable and f.mt_writable]
 _TX = re.compile(r"⟦syncd tx:(\d+) t:")
+_REQUEST_MARKER = re.compile(r"⟦syncd req (cm|mt):(\d+) t:")
 
 
 @dataclass
@@ -34,6 +38,8 @@ class Verdict:
     duplicated_transactions: list[str] = field(default_factory=list)
     missing_transactions: list[str] = field(default_factory=list)
     quarantined: int = 0
+    request_pairs: int = 0
+    request_problems: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -43,6 +49,7 @@ class Verdict:
             or self.unlinked_mt
             or self.duplicated_transactions
             or self.missing_transactions
+            or self.request_problems
         )
 
     def summary(self) -> dict[str, object]:
@@ -54,12 +61,15 @@ class Verdict:
             "transactions_duplicated": len(self.duplicated_transactions),
             "transactions_missing": len(self.missing_transactions),
             "quarantined": self.quarantined,
+            "request_pairs": self.request_pairs,
+            "request_problems": len(self.request_problems),
             "examples": (
                 self.divergences
                 + [f"unlinked wo {i}" for i in self.unlinked_cm]
                 + [f"unlinked ot {i}" for i in self.unlinked_mt]
                 + self.duplicated_transactions
                 + self.missing_transactions
+                + self.request_problems
             )[:10],
         }
 
@@ -79,8 +89,11 @@ def verify(config: Config, cm: ClickMaintSim, mt: MantenimientoSim) -> Verdict:
         mirrored = {
             f.source_id: f for f in ledger.facts_in_state("part_usage", "mirrored", limit=10**9)
         }
+        request_links = list(ledger.iter_links("requests"))
     finally:
         ledger.close()
+    if config.streams.requests.enabled:
+        _verify_requests(config, cm, mt, request_links, quarantined, verdict)
     linked_cm = {int(link.cm_id) for link in links}
     linked_mt = {int(link.mt_id) for link in links}
     with cm.lock:
@@ -136,3 +149,55 @@ def verify(config: Config, cm: ClickMaintSim, mt: MantenimientoSim) -> Verdict:
         if written.get(tx, 0) == 0 and fact.mt_ot_id and int(fact.mt_ot_id) in mt.ots:
             verdict.missing_transactions.append(f"tx {tx} mirrored but not on OT {fact.mt_ot_id}")
     return verdict
+
+
+def _verify_requests(
+    config: Config,
+    cm: ClickMaintSim,
+    mt: MantenimientoSim,
+    links: list,
+    quarantined: set[tuple[str, str, str]],
+    verdict: Verdict,
+) -> None:
+    mapping = RequestMapping(config)
+    with cm.lock:
+        requests = {
+            i: cm.render_request(r, detail=True)
+            for i, r in cm.requests.items()
+            if r["entity_id"] == config.clickmaint.entity_id
+        }
+    with mt.lock:
+        avisos = {i: dict(a) for i, a in mt.avisos.items()}
+    problems = verdict.request_problems
+    linked_cm = {int(link.cm_id) for link in links}
+    linked_mt = {int(link.mt_id) for link in links}
+    for request_id in sorted(set(requests) - linked_cm):
+        if ("requests", "cm", str(request_id)) not in quarantined:
+            problems.append(f"request {request_id} has no aviso")
+    for aviso_id in sorted(set(avisos) - linked_mt):
+        if ("requests", "mt", str(aviso_id)) not in quarantined:
+            problems.append(f"aviso {aviso_id} has no request")
+    # a create repeated after a crash would leave a second record with the same marker
+    copies: Counter[tuple[str, str]] = Counter()
+    for text in [str(a.get("descripcion") or "") for a in avisos.values()] + [
+        str(r.get("description") or "") for r in requests.values()
+    ]:
+        for side, source in _REQUEST_MARKER.findall(text):
+            copies[(side, source)] += 1
+    problems.extend(
+        f"{'request' if side == 'cm' else 'aviso'} {source} mirrored {n} times"
+        for (side, source), n in sorted(copies.items())
+        if n > 1
+    )
+    for link in links:
+        request = requests.get(int(link.cm_id))
+        aviso = avisos.get(int(link.mt_id))
+        if request is None or aviso is None:
+            problems.append(f"request {link.cm_id} / aviso {link.mt_id}: a side is gone")
+            continue
+        verdict.request_pairs += 1
+        status, estado = request.get("status"), aviso.get("estado")
+        if not mapping.agree("status", status, estado):
+            problems.append(
+                f"request {link.cm_id} / aviso {link.mt_id} status: {status!r} != {estado!r}"
+            )

@@ -299,3 +299,27 @@ def test_create_whose_result_is_linked_elsewhere_is_held_not_crashed(h: Harness)
     h.cm.clock.advance(10)
     h.sync()
     assert link_of(h, "work_orders", cm_id=other) is not None
+
+
+def test_the_verifier_sees_request_duplicates_orphans_and_status_drift(h: Harness) -> None:
+    """`sandbox.verify` is what the crash matrix, the demo and the tests trust: it must see
+    each way requests ⇄ avisos can go wrong."""
+    from syncd.sandbox.verify import verify
+
+    req = h.cm.create_request({"title": "Fuga en cuarto frío", "priority": "high"})["id"]
+    new_aviso(h, "Ruido en compresor")
+    both(h)
+    clean = verify(h.config, h.cm, h.mt)
+    assert clean.ok and clean.request_pairs == 2, clean.summary()
+
+    link = link_of(h, "requests", cm_id=req)
+    mirror = h.mt.avisos[int(link.mt_id)]
+    # a second aviso carrying the same request's marker: what a repeated create would leave
+    h.mt.create_aviso(
+        descripcion=mirror["descripcion"], ubicacion_id=12, prioridad="ALTA", tipo="AVERIA"
+    )
+    h.mt.avisos[int(link.mt_id)]["estado"] = "CANCELADO"  # drift behind syncd's back
+    problems = verify(h.config, h.cm, h.mt).request_problems
+    assert f"request {req} mirrored 2 times" in problems
+    assert any(p.startswith("aviso ") and p.endswith("has no request") for p in problems)
+    assert any(p.startswith(f"request {req} / aviso {link.mt_id} status") for p in problems)
