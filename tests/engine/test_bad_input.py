@@ -328,6 +328,26 @@ def test_hostile_part_transactions(tmp_path: Path, name: str, change, reason: st
 
 
 # -- requests and avisos ------------------------------------------------------------------------
+def assert_held_or_linked(
+    h: Harness, side: str, victim: int, other: int, reason: str | None
+) -> None:
+    """The bad record is quarantined with `reason` (or, valid after all, linked); the good
+    one next to it is linked either way."""
+    ledger = h.ledger()
+    try:
+        held = ledger.get_quarantined("requests", side, str(victim))
+        links = ledger.iter_links("requests")
+        linked = {int(link.cm_id if side == "cm" else link.mt_id) for link in links}
+    finally:
+        ledger.close()
+    assert other in linked, "a bad record blocked the others"
+    if reason is None:
+        assert held is None and victim in linked
+    else:
+        assert held is not None and reason in held.reason, held
+        assert victim not in linked
+
+
 REQUEST_CASES: list[tuple[str, Callable[[Payload], None], str | None]] = [
     ("title null", lambda r: r.update(title=None), "title"),
     ("status unknown", lambda r: r.update(status="exploded"), "exploded"),
@@ -350,18 +370,7 @@ def test_hostile_click_maint_requests(
     cm_rewrite.json = corrupt_cm_item(victim, change)
     h.cm.clock.advance(10)
     assert h.sync(stream="requests").status == "ok"
-    ledger = h.ledger()
-    try:
-        held = ledger.get_quarantined("requests", "cm", str(victim))
-        linked = {int(link.cm_id) for link in ledger.iter_links("requests")}
-    finally:
-        ledger.close()
-    assert other in linked, "a bad request blocked the others"
-    if reason is None:
-        assert held is None and victim in linked
-    else:
-        assert held is not None and reason in held.reason, held
-        assert victim not in linked
+    assert_held_or_linked(h, "cm", victim, other, reason)
     cm_rewrite.json = None
     ledger = h.ledger()
     ledger.make_due("requests")
@@ -405,15 +414,4 @@ def test_hostile_mantenimiento_avisos(
 
     mt_rewrite.json = rewrite
     assert h.sync(stream="requests").status == "ok"
-    ledger = h.ledger()
-    try:
-        held = ledger.get_quarantined("requests", "mt", str(victim))
-        linked = {int(link.mt_id) for link in ledger.iter_links("requests")}
-    finally:
-        ledger.close()
-    assert other in linked, "a bad aviso blocked the others"
-    if reason is None:
-        assert held is None and victim in linked
-    else:
-        assert held is not None and reason in held.reason, held
-        assert victim not in linked
+    assert_held_or_linked(h, "mt", victim, other, reason)

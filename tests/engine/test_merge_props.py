@@ -49,11 +49,21 @@ snapshots = st.fixed_dictionaries({spec.name: VALUES for spec in FIELDS})
 ages = st.tuples(st.one_of(st.none(), st.floats(0, 1e6)), st.one_of(st.none(), st.floats(0, 1e6)))
 
 
-def run(base: dict, cm: dict, mt: dict, policy: str, age: tuple = (None, None), **kw: Any):
+def run(
+    base: dict,
+    cm: dict,
+    mt: dict,
+    policy: str,
+    age: tuple = (None, None),
+    *,
+    base_mt: dict | None = None,
+    **kw: Any,
+):
+    """merge() over FIELDS with one base for both sides unless `base_mt` is given."""
     return merge(
         FIELDS,
         base_cm=base,
-        base_mt=base,
+        base_mt=base if base_mt is None else base_mt,
         cm=cm,
         mt=mt,
         translator=Identity(),
@@ -126,16 +136,7 @@ def test_applying_the_plan_converges_every_field_not_held(
     # and a second merge against the advanced bases has nothing left to do
     new_cm = advance_base(FIELDS, base, cm_after, plan.hold)
     new_mt = advance_base(FIELDS, base, mt_after, plan.hold)
-    again = merge(
-        FIELDS,
-        base_cm=new_cm,
-        base_mt=new_mt,
-        cm=cm_after,
-        mt=mt_after,
-        translator=Identity(),
-        policy_for=lambda _field: policy,
-        ages=age,
-    )
+    again = run(new_cm, cm_after, mt_after, policy, age, base_mt=new_mt)
     held_or_one_way = plan.hold | one_way | {s.name for s in FIELDS if not s.mt_writable}
     assert set(again.to_cm) <= held_or_one_way and set(again.to_mt) <= held_or_one_way
     assert {c.field for c in again.conflicts} <= plan.hold
