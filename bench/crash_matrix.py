@@ -50,7 +50,13 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--render", metavar="RESULTS", help="print the Markdown results of a --json run"
+    )
     args = parser.parse_args()
+    if args.render:
+        print(render(json.loads(Path(args.render).read_text(encoding="utf-8"))))
+        return 0
     count = 5 if args.quick else args.random
     rng = random.Random(args.seed)
     # a clean `sync --once` of this workload takes ~1.5 s; kills spread over 0.2 s .. 3 s cover
@@ -105,6 +111,66 @@ def main() -> int:
         for r in failed:
             print(f"FAILED {r['trial']}: {r['examples']} {r['notes']}")
     return 1 if failed or never_reached else 0
+
+
+def render(results: dict[str, Any]) -> str:
+    """The results section of docs/crash-matrix.md, from a `--json` run."""
+    summary, trials = results["summary"], results["trials"]
+    named = [t for t in trials if t["trial"].split("/")[0] in ("initial", "edits")]
+    by_mode = {
+        mode: [t for t in trials if t["trial"].startswith(f"random-{mode}-")]
+        for mode in ("once", "daemon")
+    }
+
+    def total(key: str, rows: list[dict[str, Any]] = trials) -> int:
+        return sum(int(t.get(key) or 0) for t in rows)
+
+    bad = total("divergences") + total("duplicates_or_lost")
+    lines = [
+        "| | |",
+        "|---|---|",
+        f"| trials | {summary['trials']} ({summary['seconds']:.0f} s, 2 at a time) |",
+        f"| named steps (each reached and killed) | {len(named)} "
+        f"({sum(1 for t in named if t['crashed'])} killed) |",
+    ]
+    for mode, rows in by_mode.items():
+        what = "`syncd sync --once`" if mode == "once" else "the daemon (`syncd run`)"
+        lines.append(
+            f"| random kills of {what} | {len(rows)} "
+            f"({sum(1 for t in rows if t['crashed'])} landed while it was running) |"
+        )
+    lines += [
+        f"| work-order pairs / fields verified | {total('pairs'):,} / "
+        f"{total('fields_compared'):,} |",
+        f"| request ⇄ aviso pairs verified | {total('request_pairs'):,} |",
+        f"| divergent fields, lost or duplicated records | {bad} |",
+        f"| transactions duplicated / missing | {total('transactions_duplicated')} / "
+        f"{total('transactions_missing')} |",
+        f"| request / aviso problems | {total('request_problems')} |",
+        f"| records set aside by a crash | {sum(len(t.get('set_aside') or []) for t in trials)} |",
+        f"| **failed trials** | **{summary['failed']}** |",
+        "",
+        "Named steps:",
+        "",
+        "| trial | killed | pairs | fields | requests | divergences | lost/duplicated "
+        "| tx duplicated/missing | verdict |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for t in named:
+        lines.append(
+            f"| `{t['trial']}` | {'yes' if t['crashed'] else 'no'} | {t['pairs']} "
+            f"| {t['fields_compared']} | {t.get('request_pairs', 0)} | {t['divergences']} "
+            f"| {t['duplicates_or_lost']} "
+            f"| {t['transactions_duplicated']}/{t['transactions_missing']} "
+            f"| {'ok' if t['ok'] else 'FAILED'} |"
+        )
+    failed = [t for t in trials if not t["ok"]]
+    if failed:
+        lines += ["", "Failed trials:", ""]
+        lines += [
+            f"* `{t['trial']}`: {t['examples']} {t.get('set_aside')} {t['notes']}" for t in failed
+        ]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
