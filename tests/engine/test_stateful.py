@@ -33,7 +33,11 @@ class SyncMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.tmp = Path(tempfile.mkdtemp(prefix="syncd-stateful-"))
-        self.h: Harness = make_harness(self.tmp)
+        # the mass-delete guard has its own tests; here deletions pile up between the full
+        # passes that find Click Maint's, and each must cancel its partner
+        self.h: Harness = make_harness(self.tmp, extra_config="[deletes]\nmax_fraction = 1.0\n")
+        #: work orders deleted in Click Maint -> the OT they were linked to at the time
+        self.deleted_wos: dict[str, str] = {}
         #: (cm_id, field) -> (cm base, mt base): what each side held at the last agreement
         self.base: dict[tuple[str, str], tuple[object, object]] = {}
         self.expected_conflicts: set[tuple[str, str]] = set()
@@ -132,6 +136,17 @@ class SyncMachine(RuleBasedStateMachine):
         if ot is not None:
             self.h.mt.delete_ot(ot)
 
+    @precondition(lambda self: len(self.h.cm.work_orders) > 4)
+    @rule(n=st.integers(0, 50))
+    def delete_wo(self, n: int) -> None:
+        wo = self.pick_wo(n)
+        if wo is None:
+            return
+        partner = dict(self.active_pairs()).get(str(wo))
+        self.h.cm.delete_work_order(wo)
+        if partner is not None:
+            self.deleted_wos[str(wo)] = partner
+
     @rule()
     def sync(self) -> None:
         """One round: predict the conflicts from the model, run syncd, compare."""
@@ -176,7 +191,11 @@ class SyncMachine(RuleBasedStateMachine):
         pairs = self.h.pairs()
         assert len({cm for cm, _ in pairs}) == len(pairs)
         assert len({mt for _, mt in pairs}) == len(pairs)
-        linked_ots = {int(mt) for _, mt in pairs}
+        ledger = self.h.ledger()
+        try:  # an OT whose work order was deleted stays linked, as `cm_deleted`
+            linked_ots = {int(k.mt_id) for k in ledger.iter_links("work_orders", state=None)}
+        finally:
+            ledger.close()
         strays = [
             i
             for i, ot in self.h.mt.ots.items()
@@ -185,7 +204,12 @@ class SyncMachine(RuleBasedStateMachine):
         assert not strays, f"OTs created by syncd but unlinked: {strays}"
 
     def check_convergence(self) -> None:
-        """Faults stop: sync (closed OTs included), settle open conflicts, sync until quiet."""
+        """Faults stop: a day passes (so the next cycle lists Click Maint ids, which is how
+        deletions are found), sync with closed OTs included, settle open conflicts, sync until
+        quiet."""
+        ledger = self.h.ledger()
+        ledger.set_meta("wo_last_reconcile", "2000-01-01T00:00:00.000Z")
+        ledger.close()
         self.h.sync(include_closed=True)
         for _ in range(3):
             ledger = self.h.ledger()
@@ -198,10 +222,14 @@ class SyncMachine(RuleBasedStateMachine):
             if not open_conflicts:
                 break
         assert self.h.disagreements() == []
+        for wo, ot in self.deleted_wos.items():
+            if int(ot) in self.h.mt.ots:  # deleted on both sides is fine too
+                estado = self.h.mt.ots[int(ot)]["estado"]
+                assert estado == "CANCELADA", f"wo {wo} deleted, its OT {ot} is {estado}"
 
 
 class TestStatefulSync(SyncMachine.TestCase):  # type: ignore[name-defined]
-    # long version: SYNCD_STATEFUL_EXAMPLES=150 SYNCD_STATEFUL_STEPS=30 pytest <this file>
+    # long: SYNCD_STATEFUL_EXAMPLES=150 SYNCD_STATEFUL_STEPS=30 pytest --timeout=0 <this file>
     settings = settings(
         max_examples=int(os.environ.get("SYNCD_STATEFUL_EXAMPLES", "20")),
         stateful_step_count=int(os.environ.get("SYNCD_STATEFUL_STEPS", "18")),
