@@ -162,7 +162,8 @@ class PartUsageSync(Stream):
             self.rt.check_stop()
             self._on_part(part, sweep=True)
             self.report.counts["parts_swept"] += 1
-        more = bool(page.items) and page_no * size < page.total
+        # total_pages, not total / size: a server that caps per_page lower pages by its size
+        more = bool(page.items) and page_no < page.total_pages
         if not self.rt.dry_run:
             self.ledger.set_cursor(self.name, "sweep_page", str(page_no + 1 if more else 1))
 
