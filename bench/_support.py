@@ -81,20 +81,26 @@ def _memory_total() -> str:
     return "unknown"
 
 
+#: what the benchmarks themselves write: changes there do not make a measurement "+wip"
+GENERATED = ("bench/results/", "docs/performance.md", "docs/img/")
+
+
 def git_commit() -> str:
-    """Short commit of the checkout, with `+wip` when the work tree has uncommitted changes."""
+    """Short commit of the checkout, with `+wip` when code or docs other than the benchmarks'
+    own outputs have uncommitted changes (a report run rewrites its results as it goes)."""
     try:
         head = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
         ).stdout.strip()
-        dirty = subprocess.run(
+        status = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
             cwd=ROOT,
             capture_output=True,
             text=True,
-        ).stdout.strip()
+        ).stdout.splitlines()
     except OSError:
         return "unknown"
+    dirty = [line for line in status if not line[3:].startswith(GENERATED)]
     return (head or "unknown") + ("+wip" if dirty else "")
 
 

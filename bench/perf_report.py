@@ -952,7 +952,7 @@ measured syncd runs in a fresh process. **This file is generated** by
 `bench/perf_report.py` from `bench/results/perf_report.json`; edit the generator, not this
 file.
 
-Reproduce everything (about 25 minutes on 2 cores; `--big` adds the 50,000 work order initial
+Reproduce everything (about 30 minutes on 2 cores; `--big` adds the 50,000 work order initial
 sync, about 15 minutes more; `--quick` runs small sizes in a few minutes and prints instead of
 writing):
 
