@@ -473,6 +473,10 @@ class WorkOrderSync(Stream):
                     return
                 mt = self._read_mt(mt_raw)
                 if mt is None:
+                    # the OT is quarantined, and the scan's watermark moves on past this
+                    # edit: keep it on the link (dirty), so the pair is merged with *this*
+                    # work order when the OT reads cleanly again
+                    self._keep_for_later(link, cm)
                     return
                 self._sync_pair(link, cm, mt, mt_previous_read=previous_read)
             self._failures = 0
@@ -753,6 +757,13 @@ class WorkOrderSync(Stream):
                     self._record_failure(item.side, item.record_id, exc)
         finally:
             self._retrying = False
+
+    def _keep_for_later(self, link: Link, cm: Snapshot) -> None:
+        if self.rt.dry_run:
+            return
+        link.cm_seen = cm
+        link.dirty = True
+        self.ledger.save_link(link)
 
     def _record_failure(self, side: str, record_id: Any, exc: Exception) -> None:
         self.quarantine(side, record_id, reason_of(exc))

@@ -415,3 +415,41 @@ def test_hostile_mantenimiento_avisos(
     mt_rewrite.json = rewrite
     assert h.sync(stream="requests").status == "ok"
     assert_held_or_linked(h, "mt", victim, other, reason)
+
+
+def test_a_change_whose_partner_is_unreadable_is_kept_until_the_partner_reads_again(
+    tmp_path: Path,
+) -> None:
+    """Found by the long soak: a work order edited while its OT answered with a garbled date.
+    The OT was quarantined, the scan's watermark moved past the edit, and when the OT read
+    cleanly again the pair was merged with the *old* work order: the edit never arrived."""
+    h, _cm, mt_rewrite, ids = setup(tmp_path)
+    h.quiet_sync()
+    wo = ids[1]
+    ot = int(dict(h.pairs())[str(wo)])
+    h.cm.update_work_order(wo, {"status_id": 2, "title": "Esperando repuestos"})  # on_hold
+    h.cm.clock.advance(60)
+
+    def garbled(request: httpx.Request, payload: Payload) -> Payload:
+        if isinstance(payload.get("ot"), dict) and payload["ot"].get("id") == ot:
+            payload["ot"]["fin"] = "00/00/0000 99:99"
+        return payload
+
+    mt_rewrite.json = garbled
+    assert h.sync().status == "ok"
+    ledger = h.ledger()
+    try:
+        assert ledger.get_quarantined("work_orders", "mt", str(ot)) is not None
+    finally:
+        ledger.close()
+    assert h.mt.ots[ot]["estado"] == "PROGRAMADA"  # nothing written to a record syncd can't read
+
+    mt_rewrite.json = None  # the server reads cleanly again; the watermark is long past the edit
+    h.cm.clock.advance(600)
+    ledger = h.ledger()
+    ledger.make_due("work_orders")
+    ledger.close()
+    h.quiet_sync()
+    assert h.mt.ots[ot]["estado"] == "ESPERA"
+    assert h.mt.ots[ot]["descripcion_corta"] == "Esperando repuestos"
+    assert h.disagreements() == []
