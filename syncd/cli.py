@@ -29,7 +29,10 @@ class Context:
         self.log_format = log_format
         self._config: Config | None = None
 
-    def config(self, *, secrets: bool = True) -> Config:
+    def config(self, *, secrets: bool = True, log_to_stdout: bool = False) -> Config:
+        """Load the config and set up logging.  The daemon prints nothing else, so its log is
+        stdout (journald's stream); one-shot commands print their results on stdout and log
+        to stderr, so `--json` output stays parseable."""
         try:
             config = load_config(self.config_path, require_secrets=secrets)
         except ConfigError as exc:
@@ -38,7 +41,7 @@ class Context:
         configure_logging(
             self.log_level or config.syncd.log_level,
             self.log_format or config.syncd.log_format,
-            stream=sys.stderr if self.log_format != "json" else sys.stdout,
+            stream=sys.stdout if log_to_stdout or self.log_format == "json" else sys.stderr,
         )
         return config
 
@@ -71,7 +74,7 @@ def run(ctx: Context) -> None:
     """Run the daemon (the systemd service's ExecStart)."""
     from .service import Daemon, LockHeld
 
-    config = ctx.config()
+    config = ctx.config(log_to_stdout=True)
     try:
         code = Daemon(config).run()
     except LockHeld as exc:

@@ -12,6 +12,7 @@ import json
 import os
 import re
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +28,7 @@ from syncd.sandbox.server import ServerThread
 from .procs import (
     ALL_STREAMS,
     FAST,
+    REPO,
     NotifySocket,
     Process,
     SandboxProcess,
@@ -36,6 +38,7 @@ from .procs import (
     links,
     load,
     run_cli,
+    syncd_argv,
     unlinked,
     wait_until,
 )
@@ -416,3 +419,37 @@ def test_cycles_fail_while_mantenimiento_is_down_and_recover(
     assert json.loads(status.stdout)["streams"]["work_orders"]["consecutive_failures"] == 0
     assert syncd.stop() == 0
     assert failed["counts"] is not None
+
+
+def test_the_daemon_logs_on_stdout_and_one_shot_commands_keep_stdout_for_results(
+    box: Sandbox,
+) -> None:
+    """Under systemd the daemon's stdout is the journal: JSON lines there, nothing on stderr.
+    `sync --once --json` prints its reports on stdout, so its log goes to stderr."""
+    env = base_env(**FAST, **box.env())
+    daemon_proc = subprocess.Popen(
+        syncd_argv("run"),
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert daemon_proc.stdout is not None
+        first = json.loads(daemon_proc.stdout.readline())  # blocks until the first log line
+        assert first["level"] and first["event"] and first["timestamp"]
+    finally:
+        daemon_proc.send_signal(signal.SIGTERM)
+        out, err = daemon_proc.communicate(timeout=30)
+    assert daemon_proc.returncode == 0, err
+    assert err.strip() == ""
+    events = [first["event"]] + [json.loads(x)["event"] for x in out.splitlines() if x.strip()]
+    assert "daemon.ready" in events and "daemon.stopped" in events
+
+    once = run_cli("sync", "--once", "--json", env=env)
+    assert once.returncode == 0, once.stderr
+    reports = json.loads(once.stdout)  # nothing but the reports
+    assert [r["stream"] for r in reports] == ["work_orders"]
+    logged = [json.loads(line) for line in once.stderr.splitlines() if line.strip()]
+    assert any(e["event"] == "cycle.end" for e in logged)
