@@ -77,7 +77,11 @@ class SyncMachine(RuleBasedStateMachine):
 
     def pick_ot(self, n: int) -> int | None:
         ids = sorted(self.h.mt.ots)
-        return ids[n % len(ids)] if ids else None
+        ot = ids[n % len(ids)] if ids else None
+        # a user may reopen or edit an OT after its work order was deleted and syncd
+        # cancelled it: that later edit is theirs to keep, so it leaves the cancel check
+        self.deleted_wos = {w: o for w, o in self.deleted_wos.items() if o != str(ot)}
+        return ot
 
     # -- rules -----------------------------------------------------------------------------
     @initialize(n_wo=st.integers(0, 3), n_ot=st.integers(0, 3))
