@@ -160,7 +160,7 @@ def resync(
 def _progress() -> Any:
     if not sys.stderr.isatty():
         return None
-    last = {"t": 0.0}
+    last = {"t": float("-inf")}  # the first report always draws
 
     def show(what: str, done: int, total: int | None) -> None:
         now = time.monotonic()

@@ -147,13 +147,20 @@ def test_progress_is_drawn_on_a_terminal_only(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr("sys.stderr", io.StringIO())
     assert cli_module._progress() is None  # a pipe or a journal: no bar, no \r noise
 
+    # The clock is the test's: a machine up for hours has a monotonic clock far
+    # past any constant, so a fixed "later" value could lie in the past.
+    clock = {"now": 500.0}
+    monkeypatch.setattr(cli_module.time, "monotonic", lambda: clock["now"])
     terminal = Terminal()
     monkeypatch.setattr("sys.stderr", terminal)
     show = cli_module._progress()
     assert show is not None
     show("clickmaint pages", 3, None)
     assert terminal.getvalue() == "\rclickmaint pages       3"
-    monkeypatch.setattr(cli_module.time, "monotonic", lambda: 10_000.0)
+    clock["now"] += 0.05
+    show("clickmaint pages", 4, None)  # too soon: throttled, nothing drawn
+    assert terminal.getvalue() == "\rclickmaint pages       3"
+    clock["now"] += 1.0
     show("mantenimiento OTs", 15, 60)
     assert terminal.getvalue().endswith(
         "\rmantenimiento OTs      [#######.......................] 15/60"
