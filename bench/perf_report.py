@@ -139,8 +139,15 @@ def save(path: Path, data: dict[str, Any]) -> None:
 def merge(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
     """Sizes measured by an earlier run and not by this one (the 50k initial sync without
     --big) are kept, each with its own date and commit."""
+    for size in new.get("sizes", {}).values():
+        size.setdefault("measured_at", new.get("measured_at"))
+        size.setdefault("commit", new.get("commit"))
     if old and "sizes" in old and "sizes" in new:
-        kept = {k: v for k, v in old["sizes"].items() if k not in new["sizes"]}
+        kept = {
+            k: {"measured_at": old.get("measured_at"), "commit": old.get("commit"), **v}
+            for k, v in old["sizes"].items()
+            if k not in new["sizes"]
+        }
         new["sizes"] = dict(sorted({**kept, **new["sizes"]}.items(), key=lambda kv: int(kv[0])))
     return new
 
@@ -1115,6 +1122,7 @@ def render_initial(section: dict[str, Any] | None) -> str:
                 mib(r["peak_kib"]),
                 f"{files['db'] / 2**20:.1f} + {files['-wal'] / 2**20:.1f} MiB",
                 f"{ratio(files['db'], n) / 1024:.1f} KiB",
+                f"{r.get('measured_at', '?')} at `{r.get('commit', '?')}`",
             ]
         )
     headers = [
@@ -1130,6 +1138,7 @@ def render_initial(section: dict[str, Any] | None) -> str:
         "peak RSS",
         "ledger db + WAL",
         "ledger per record",
+        "measured",
     ]
     return f"""## 1. Initial sync: 1k / 10k / 50k work orders
 
@@ -1147,7 +1156,8 @@ the sync, so the idle measurement below starts from "an hour later".
   GETs per work order read and Click Maint writes per OT copied to Click Maint.
 - *ledger db + WAL*: file sizes right after the sync (the WAL is checkpointed but not truncated
   while the process lives). Peak RSS is the syncd process alone.
-- 50k rows, when present, come from a `--big` run (kept in the JSON with their own date).
+- Each size keeps the date and commit of the run that measured it (*measured*): a run
+  that does not measure a size (the 50k row needs `--big`) keeps the earlier row.
 {_route_note(section)}
 
 {_measured(section)}"""
