@@ -6,11 +6,18 @@ from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
+from hypothesis import settings
 
 from syncd.sandbox.clickmaint_sim import ClickMaintSim
 from syncd.systems.budget import RateBudget
 from syncd.systems.clickmaint import ClickMaintClient
 from syncd.systems.http import HttpClient, RequestStats, RetryPolicy
+
+# A shared 2-core CI machine can pause any example for a garbage collection or a neighbour's
+# burst; hypothesis' default 200 ms deadline would then fail a correct property as "flaky".
+# Properties here are about outcomes, speed lives in bench/.
+settings.register_profile("syncd", deadline=None)
+settings.load_profile("syncd")
 
 
 @pytest.fixture(autouse=True, scope="session")
