@@ -189,3 +189,19 @@ def advance_base(
         else:
             new[name] = current.get(name)
     return new
+
+
+def base_after_write(before: Snapshot, after: Snapshot, written: dict[str, Any]) -> Snapshot:
+    """What one side's base should be made of after syncd wrote `written` to it.
+
+    A written field's base is the value written, not the value read back: the read-back
+    normally shows just that, and when it does not, someone edited the field between our
+    write and our read; taking the read-back as the base would hide that edit for good.
+    Fields not written keep the value merged with, so a difference in `after` is a change.
+    """
+    return {k: (written[k] if k in written else before.get(k)) for k in after}
+
+
+def edited_during_write(*sides: tuple[Snapshot, dict[str, Any]]) -> list[str]:
+    """Fields whose read-back (`after`) differs from what was just written to that side."""
+    return sorted({k for after, written in sides for k, v in written.items() if after.get(k) != v})

@@ -23,7 +23,7 @@ from ..faultpoints import crashpoint
 from ..ledger.models import Intent, Link, utcnow
 from ..systems.errors import NotFound
 from .mapping import MappingError, RequestMapping, iso_z, parse_iso
-from .merge import Resolution, advance_base, merge
+from .merge import Resolution, advance_base, base_after_write, edited_during_write, merge
 from .plan import Origin, deletion_guard, origin_of
 from .records import REQUEST, FieldSpec, Marker, Snapshot, merged_view, snapshot_hash
 from .run import FATAL_REMOTE, RECORD_ERRORS, CycleReport, Stream
@@ -256,6 +256,9 @@ class RequestSync(Stream):
         if plan.to_cm:
             response = self.cm.update_request(int(link.cm_id), dict(plan.to_cm))
             cm_after = self.mapping.from_cm(response)
+        raced = edited_during_write((cm_after, plan.to_cm), (mt_after, plan.to_mt))
+        if raced:  # seen as a change next cycle (see merge.base_after_write)
+            self.log.info("pair.edited_during_write", **ids, fields=raced)
         if plan.has_writes:
             crashpoint("request.written")  # written remotely, base not advanced yet
         with self.ledger.transaction():
@@ -282,18 +285,11 @@ class RequestSync(Stream):
                 self.history(
                     "not_mirrorable", **ids, field=field, direction=direction, reason=reason
                 )
-            written_cm, written_mt = set(plan.to_cm), set(plan.to_mt)
             link.base_cm = advance_base(
-                REQUEST_FIELDS,
-                link.base_cm,
-                {k: cm_after.get(k) if k in written_cm else cm.get(k) for k in cm_after},
-                plan.hold,
+                REQUEST_FIELDS, link.base_cm, base_after_write(cm, cm_after, plan.to_cm), plan.hold
             )
             link.base_mt = advance_base(
-                REQUEST_FIELDS,
-                link.base_mt,
-                {k: mt_after.get(k) if k in written_mt else mt.get(k) for k in mt_after},
-                plan.hold,
+                REQUEST_FIELDS, link.base_mt, base_after_write(mt, mt_after, plan.to_mt), plan.hold
             )
             link.cm_seen, link.mt_seen = cm_after, mt_after
             link.cm_hash = snapshot_hash(cm_after, REQUEST_FIELDS)

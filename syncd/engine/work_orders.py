@@ -31,8 +31,16 @@ from ..systems.errors import (
     ServerError,
     Unavailable,
 )
+from . import probe_gaps
 from .mapping import MappingError, WorkOrderMapping, iso_z, parse_iso, with_marker
-from .merge import MANTENIMIENTO, Resolution, advance_base, merge
+from .merge import (
+    MANTENIMIENTO,
+    Resolution,
+    advance_base,
+    base_after_write,
+    edited_during_write,
+    merge,
+)
 from .plan import Origin, cm_scope, deletion_guard, mt_scope, origin_of
 from .records import (
     WORK_ORDER_FIELDS,
@@ -559,9 +567,12 @@ class WorkOrderSync(Stream):
         key = "resync_mt_probe" if full else "mt_high_water"
         stored = self.ledger.get_cursor(self.name, key)
         high_water = first - 1 if stored is None else int(stored)
+        gap = self.config.mantenimiento.probe_gap
+        known_high = self.ledger.get_cursor(self.name, "mt_high_water")
+        gaps = self._recheck_passed_over()
+        missed: list[int] = []
         misses = 0
         ot_id = high_water + 1
-        gap = self.config.mantenimiento.probe_gap
         while misses < gap:
             self.rt.check_stop()
             try:
@@ -574,12 +585,19 @@ class WorkOrderSync(Stream):
                 ot = {"id": ot_id, "_unusable": True}
             if ot is None:
                 misses += 1
-            elif ot.get("_unusable"):
-                misses = 0
-                high_water = max(high_water, ot_id)
-            else:
-                misses = 0
-                high_water = max(high_water, ot_id)
+                missed.append(ot_id)
+                ot_id += 1
+                continue
+            # ids missed below this one may still appear (committed out of order): they are
+            # recorded before the high-water id moves past them
+            floor = int(known_high) if known_high is not None else ot_id - gap
+            passed = probe_gaps.passed_over(missed, found=ot_id, floor=floor)
+            missed, misses = [], 0
+            high_water = max(high_water, ot_id)
+            if passed and not self.rt.dry_run:
+                gaps = probe_gaps.add(gaps, passed, utcnow())
+                self.ledger.set_cursor(self.name, "mt_probe_gaps", probe_gaps.dump(gaps))
+            if not ot.get("_unusable"):
                 self._on_new_mt(ot)
                 if not self.rt.dry_run:
                     self.ledger.set_cursor(self.name, key, str(high_water))
@@ -603,6 +621,33 @@ class WorkOrderSync(Stream):
                 continue
             if ot is not None:
                 self._on_new_mt(ot)
+
+    def _recheck_passed_over(self) -> dict[int, str]:
+        """Probe again the ids an earlier probe walked past (see `probe_gaps`); an id that
+        has appeared is handled as a new OT, one missing for too long is forgotten."""
+        gaps = probe_gaps.load(self.ledger.get_cursor(self.name, "mt_probe_gaps"))
+        if not gaps:
+            return gaps
+        due, expired = probe_gaps.split_due(gaps, datetime.now(UTC))
+        found: list[int] = []
+        for ot_id in due:
+            self.rt.check_stop()
+            try:
+                ot = self.mt.get_ot(ot_id)
+            except FATAL_REMOTE:
+                raise
+            except RECORD_ERRORS as exc:
+                self._record_failure("mt", ot_id, exc)
+                found.append(ot_id)
+                continue
+            if ot is not None:
+                self.log.info("ot.found_late", mt_id=str(ot_id))
+                self._on_new_mt(ot)
+                found.append(ot_id)
+        remaining = {k: v for k, v in gaps.items() if k not in found and k not in expired}
+        if remaining != gaps and not self.rt.dry_run:
+            self.ledger.set_cursor(self.name, "mt_probe_gaps", probe_gaps.dump(remaining))
+        return remaining
 
     def _on_new_mt(self, ot: dict[str, Any]) -> None:
         assert self.report is not None
@@ -820,6 +865,8 @@ class WorkOrderSync(Stream):
             )
             if "description" not in plan.hold:
                 plan.to_mt.setdefault("description", cm.get("description", mt["description"]))
+        # the values as each side will read them back (the marker is for the wire only)
+        intended_cm, intended_mt = dict(plan.to_cm), dict(plan.to_mt)
         keeper = find_marker(link.marker)
         if keeper is not None and keeper.source_side == "cm" and "description" in plan.to_mt:
             plan.to_mt["description"] = with_marker(plan.to_mt["description"], link.marker)
@@ -856,10 +903,14 @@ class WorkOrderSync(Stream):
         # what each side holds now becomes its base, except fields held by an open conflict;
         # fields we did not write keep the value we merged with, so a concurrent edit that
         # shows up in a write's answer is still seen as a change next time
-        written_cm = set(plan.to_cm)
-        written_mt = set(plan.to_mt)
-        cm_for_base = {k: (cm_after.get(k) if k in written_cm else cm.get(k)) for k in cm_after}
-        mt_for_base = {k: (mt_after.get(k) if k in written_mt else mt.get(k)) for k in mt_after}
+        # A written field's base is the value we wrote.  The read-back normally shows just
+        # that; when it shows something else, someone edited the field between our write and
+        # our read, and taking the read-back as the base would hide that edit for good.
+        cm_for_base = base_after_write(cm, cm_after, intended_cm)
+        mt_for_base = base_after_write(mt, mt_after, intended_mt)
+        raced = edited_during_write((cm_after, intended_cm), (mt_after, intended_mt))
+        if raced:
+            self.log.info("pair.edited_during_write", **ids, fields=raced)
         new_base_cm = advance_base(WORK_ORDER_FIELDS, link.base_cm, cm_for_base, plan.hold)
         new_base_mt = advance_base(WORK_ORDER_FIELDS, link.base_mt, mt_for_base, plan.hold)
         concurrent = merged_view(cm_after) != merged_view(cm_for_base) or merged_view(

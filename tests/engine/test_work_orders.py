@@ -535,3 +535,56 @@ def test_fresh_process_with_a_clock_ahead_of_click_maint_misses_nothing(tmp_path
         h._reload()
         h.sync()
     assert h.mt.ots[ot]["descripcion_corta"] == "Revisar compresor 2"
+
+
+def test_ots_committed_out_of_order_are_still_discovered(tmp_path: Path) -> None:
+    """The id probe missed OT n; then n and n+1 appeared (two users, or database commits out
+    of order). Probing on from n+1 must not leave n behind for good."""
+    h = make_harness(tmp_path)
+    new_ot(h, "existing")
+    h.quiet_sync()
+    missed = max(h.mt.ots) + 1
+    created: list[int] = []
+
+    def after(request: httpx.Request) -> None:
+        probed = request.url.path == f"/mantenimiento/api/ot/{missed}/detalle/"
+        if probed and not created:
+            created.extend([new_ot(h, "usuario A"), new_ot(h, "usuario B")])
+        return None
+
+    h.mt_transport.after = after
+    h.quiet_sync()
+    h.mt_transport.after = lambda _r: None
+    h.quiet_sync()
+    assert created == [missed, missed + 1]
+    linked = {int(mt_id) for _, mt_id in h.pairs()}
+    assert [ot for ot in h.mt.ots if ot not in linked] == []
+    assert h.disagreements() == []
+
+
+def test_an_edit_between_our_write_and_its_read_back_is_not_lost(tmp_path: Path) -> None:
+    """syncd writes estado, then reads the OT back; a technician's edit in between must not
+    become the base (it would never be seen as a change)."""
+    h = make_harness(tmp_path)
+    wo = new_wo(h, "Bomba de agua")
+    h.quiet_sync()
+    ot = mt_for(h, wo)
+    h.cm.update_work_order(wo, {"status_id": 2})  # on hold: syncd writes ESPERA
+    state = {"posted": False, "edited": False}
+
+    def before(request: httpx.Request) -> None:
+        path = request.url.path
+        if request.method == "POST" and path == f"/mantenimiento/api/ot/{ot}/update/":
+            state["posted"] = True
+        elif state["posted"] and not state["edited"] and path.endswith(f"/ot/{ot}/detalle/"):
+            state["edited"] = True
+            h.mt.update_ot(ot, estado="EJECUCION")  # the job starts meanwhile
+        return None
+
+    h.mt_transport.before = before
+    h.sync()
+    h.mt_transport.before = lambda _r: None
+    assert state["edited"]
+    h.quiet_sync()
+    assert h.disagreements() == []
+    assert h.mt.ots[ot]["estado"] == "EJECUCION"  # the later edit wins: it is the newest fact
