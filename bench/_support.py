@@ -136,7 +136,9 @@ def load_bench_config(path: Path) -> Any:
 
 def bench_env(config_path: Path) -> dict[str, str]:
     """Environment for a `syncd` subprocess using a config written by `write_bench_config`."""
-    env = dict(os.environ)
+    from syncd.sandbox.launch import child_env
+
+    env = child_env()
     env["SYNCD_CONFIG"] = str(config_path)
     env["CREDENTIALS_DIRECTORY"] = str(config_path.parent / "credentials")
     return env

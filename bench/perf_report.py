@@ -533,7 +533,6 @@ def converge_env(config: Path, spec: ConvergeSpec) -> dict[str, str]:
             "SYNCD_STREAMS__REQUESTS__ENABLED": "false",
         }
     )
-    env.pop("NOTIFY_SOCKET", None)
     return env
 
 

@@ -64,7 +64,7 @@ from syncd.locks import stream_lock
 from syncd.sandbox.catalog import PARTS, PLACES, planned_ot_fields
 from syncd.sandbox.clickmaint_sim import ClickMaintVariant
 from syncd.sandbox.faults import FaultConfig
-from syncd.sandbox.launch import Sandbox, start_sandbox
+from syncd.sandbox.launch import Sandbox, child_env, start_sandbox
 from syncd.sandbox.verify import verify
 
 STREAMS = ("work_orders", "part_usage", "requests")
@@ -294,9 +294,7 @@ def trace_third_parties(box: Sandbox, touches: Touches) -> None:
 def syncd_env(box: Sandbox) -> dict[str, str]:
     """Short intervals, a scaled rate window, a client timeout shorter than a held answer,
     deletions reconciled every ~4 s instead of daily; nothing from the caller's SYNCD_*."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCD_")}
-    for noise in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "CREDENTIALS_DIRECTORY"):
-        env.pop(noise, None)
+    env = child_env(keep_syncd=False)
     env.update(box.env())
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_support.ROOT), env.get("PYTHONPATH")) if p)
     env["PYTHONUNBUFFERED"] = "1"

@@ -13,7 +13,6 @@ every stream on its own schedule, side by side).  Used by `tests/engine/test_cra
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -26,7 +25,7 @@ from typing import Any
 
 from ..config import load_config
 from ..ledger.store import Ledger
-from .launch import Sandbox, start_sandbox
+from .launch import Sandbox, child_env, start_sandbox
 from .verify import Verdict, verify
 
 STREAMS = ("work_orders", "part_usage", "requests")
@@ -52,7 +51,7 @@ class TrialResult:
 
 
 def syncd_env(box: Sandbox, crash_at: str | None = None) -> dict[str, str]:
-    env = dict(os.environ)
+    env = child_env()
     env.update(box.env())
     env["SYNCD_CLICKMAINT__LAG_SECONDS"] = "0"
     for stream in STREAMS:  # for the daemon: every stream every second, no jitter

@@ -23,6 +23,31 @@ MT_USER = "syncd"
 MT_PASSWORD = "syncd-sandbox-pass"
 
 
+#: set by systemd (or a CI runner started by it) for *this* process; a syncd child started
+#: for the sandbox must not inherit them: it would notify the wrong socket, read the wrong
+#: credentials, or prefix its JSON log lines with journald priorities
+SERVICE_MANAGER_VARS = (
+    "NOTIFY_SOCKET",
+    "WATCHDOG_USEC",
+    "WATCHDOG_PID",
+    "CREDENTIALS_DIRECTORY",
+    "STATE_DIRECTORY",
+    "CONFIGURATION_DIRECTORY",
+    "INVOCATION_ID",
+    "JOURNAL_STREAM",
+)
+
+
+def child_env(keep_syncd: bool = True) -> dict[str, str]:
+    """This process's environment for a syncd child, without the service manager's variables
+    (and without the caller's SYNCD_* settings unless `keep_syncd`)."""
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if k not in SERVICE_MANAGER_VARS and (keep_syncd or not k.startswith("SYNCD_"))
+    }
+
+
 @dataclass
 class Sandbox:
     cm: ClickMaintSim

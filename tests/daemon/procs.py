@@ -27,6 +27,7 @@ import httpx
 from syncd.config import Config, load_config
 from syncd.engine.mapping import WorkOrderMapping
 from syncd.ledger.store import Ledger
+from syncd.sandbox.launch import child_env
 
 REPO = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
@@ -54,17 +55,6 @@ ALL_STREAMS = {
     "SYNCD_STREAMS__REQUESTS__ENABLED": "true",
 }
 
-_INHERITED_NOISE = (
-    "NOTIFY_SOCKET",
-    "WATCHDOG_USEC",
-    "WATCHDOG_PID",
-    "CREDENTIALS_DIRECTORY",
-    "STATE_DIRECTORY",
-    "CONFIGURATION_DIRECTORY",
-    "INVOCATION_ID",
-    "JOURNAL_STREAM",
-)
-
 
 def wait_until(
     predicate: Callable[[], T],
@@ -88,11 +78,7 @@ def wait_until(
 
 def base_env(**extra: str) -> dict[str, str]:
     """A clean environment for a syncd process (nothing from a surrounding systemd/syncd)."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("SYNCD_") and k not in _INHERITED_NOISE
-    }
+    env = child_env(keep_syncd=False)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
     env["PYTHONUNBUFFERED"] = "1"
     env["PYTHONFAULTHANDLER"] = "1"
