@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 
 import httpx
@@ -18,6 +19,12 @@ from syncd.systems.http import HttpClient, RequestStats, RetryPolicy
 # Properties here are about outcomes, speed lives in bench/.
 settings.register_profile("syncd", deadline=None)
 settings.load_profile("syncd")
+
+# Tests talk to loopback only; a proxy set for the machine (HTTP_PROXY, ALL_PROXY) must not
+# catch the plain httpx clients some tests use to play a user or a curl.
+os.environ["NO_PROXY"] = ",".join(
+    p for p in (os.environ.get("NO_PROXY"), "127.0.0.1", "localhost", "::1") if p
+)
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -131,7 +131,13 @@ def test_a_job_that_raises_never_stops_the_scheduler(
 
     def watch() -> None:
         wait_until(lambda: len(calls) >= 3, 15, "three failing cycles")
-        result.append(daemon.status_line())
+
+        def failure_shown() -> str | None:
+            # between cycles, not while the next one runs (that reads "running (last: …)")
+            line = daemon.status_line()
+            return line if "work_orders: error" in line else None
+
+        result.append(wait_until(failure_shown, 15, "a status line that reports the failure"))
         daemon.request_stop("test")
 
     watcher = threading.Thread(target=watch, daemon=True)
