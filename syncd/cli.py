@@ -608,12 +608,21 @@ def _variant(items: tuple[str, ...]) -> Any:
     show_default=True,
     type=click.Path(file_okay=False, path_type=Path),
 )
-def demo(duration: float, interval: float, edits_per_cycle: int, directory: Path) -> None:
+@click.option("--seed", type=int, help="Replay the driver's edits of an earlier run (printed).")
+def demo(
+    duration: float, interval: float, edits_per_cycle: int, directory: Path, seed: int | None
+) -> None:
     """Sandbox + daemon + a driver editing both sides: watch records sync live."""
     from .demo import run_demo
 
     sys.exit(
-        run_demo(duration=duration, interval=interval, edits=edits_per_cycle, directory=directory)
+        run_demo(
+            duration=duration,
+            interval=interval,
+            edits=edits_per_cycle,
+            directory=directory,
+            seed=seed,
+        )
     )
 
 

@@ -72,8 +72,13 @@ _REV = re.compile(r" · rev \d+$")
 # =============================================================================================
 # entry point
 # =============================================================================================
-def run_demo(*, duration: float, interval: float, edits: int, directory: Path) -> int:
-    """Run the demo; 0 when the final comparison finds no differences."""
+def run_demo(
+    *, duration: float, interval: float, edits: int, directory: Path, seed: int | None = None
+) -> int:
+    """Run the demo; 0 when the final comparison finds no differences.
+
+    The driver's edits are random; the seed is printed so that a run that ends in a
+    difference can be replayed with `--seed` (timing still varies, the edits do not)."""
     out = sys.stdout
     if interval <= 0 or duration < 0 or edits < 0:
         print("syncd demo: --interval must be > 0, --duration and --edits ≥ 0", file=sys.stderr)
@@ -102,7 +107,8 @@ def run_demo(*, duration: float, interval: float, edits: int, directory: Path) -
         assert box.config_path is not None and box.credentials_dir is not None
         _tune_config(box.config_path, interval)
         config = _load(box.config_path, box.credentials_dir)
-        seed = random.randrange(1_000_000)
+        if seed is None:
+            seed = random.randrange(1_000_000)
         feed = Feed(out, box)
         _configure_logging(log_file, feed)
         _say(
