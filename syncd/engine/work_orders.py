@@ -574,15 +574,7 @@ class WorkOrderSync(Stream):
         misses = 0
         ot_id = high_water + 1
         while misses < gap:
-            self.rt.check_stop()
-            try:
-                ot = self.mt.get_ot(ot_id)
-            except FATAL_REMOTE:
-                raise
-            except RECORD_ERRORS as exc:
-                # this id exists but its detail is unusable: put it aside, keep discovering
-                self._record_failure("mt", ot_id, exc)
-                ot = {"id": ot_id, "_unusable": True}
+            ot = self._probe_ot(ot_id)
             if ot is None:
                 misses += 1
                 missed.append(ot_id)
@@ -611,16 +603,22 @@ class WorkOrderSync(Stream):
             self.ledger.set_cursor(self.name, "mt_high_water", str(max(current, high_water)))
         # out-of-scope OTs whose time has come (e.g. a preventive OT entering the horizon)
         for due_id in self.ledger.mt_index_due(utcnow()):
-            self.rt.check_stop()
-            try:
-                ot = self.mt.get_ot(due_id)
-            except FATAL_REMOTE:
-                raise
-            except RECORD_ERRORS as exc:
-                self._record_failure("mt", due_id, exc)
-                continue
-            if ot is not None:
+            ot = self._probe_ot(due_id)
+            if ot is not None and not ot.get("_unusable"):
                 self._on_new_mt(ot)
+
+    def _probe_ot(self, ot_id: int) -> dict[str, Any] | None:
+        """One OT read by id while discovering: None if there is none.  An OT whose detail
+        is unusable exists all the same: it is set aside (quarantined with the reason) and
+        comes back as `{"id": …, "_unusable": True}` so that discovery goes on past it."""
+        self.rt.check_stop()
+        try:
+            return self.mt.get_ot(ot_id)
+        except FATAL_REMOTE:
+            raise
+        except RECORD_ERRORS as exc:
+            self._record_failure("mt", ot_id, exc)
+            return {"id": ot_id, "_unusable": True}
 
     def _recheck_passed_over(self) -> dict[int, str]:
         """Probe again the ids an earlier probe walked past (see `probe_gaps`); an id that
@@ -631,19 +629,13 @@ class WorkOrderSync(Stream):
         due, expired = probe_gaps.split_due(gaps, datetime.now(UTC))
         found: list[int] = []
         for ot_id in due:
-            self.rt.check_stop()
-            try:
-                ot = self.mt.get_ot(ot_id)
-            except FATAL_REMOTE:
-                raise
-            except RECORD_ERRORS as exc:
-                self._record_failure("mt", ot_id, exc)
-                found.append(ot_id)
+            ot = self._probe_ot(ot_id)
+            if ot is None:
                 continue
-            if ot is not None:
+            found.append(ot_id)
+            if not ot.get("_unusable"):
                 self.log.info("ot.found_late", mt_id=str(ot_id))
                 self._on_new_mt(ot)
-                found.append(ot_id)
         remaining = {k: v for k, v in gaps.items() if k not in found and k not in expired}
         if remaining != gaps and not self.rt.dry_run:
             self.ledger.set_cursor(self.name, "mt_probe_gaps", probe_gaps.dump(remaining))
