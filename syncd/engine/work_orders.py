@@ -596,6 +596,13 @@ class WorkOrderSync(Stream):
             ot_id += 1
             if full and ot_id % 100 == 0:
                 self.rt.progress("mantenimiento ids", ot_id - first, None)
+        if known_high is None and gaps:
+            # a first-ever probe walked the whole history: its gaps are deleted OTs, except
+            # perhaps those just below the top, where commits may still be landing
+            near_top = {k: v for k, v in gaps.items() if k > high_water - gap}
+            if near_top != gaps and not self.rt.dry_run:
+                self.ledger.set_cursor(self.name, "mt_probe_gaps", probe_gaps.dump(near_top))
+            gaps = near_top
         if not self.rt.dry_run:
             if full:
                 self.ledger.delete_cursor(self.name, key)

@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from syncd.engine import probe_gaps
 from syncd.engine.records import find_marker, strip_marker
 from syncd.sandbox.clickmaint_sim import ClickMaintVariant
 
@@ -588,3 +589,21 @@ def test_an_edit_between_our_write_and_its_read_back_is_not_lost(tmp_path: Path)
     h.quiet_sync()
     assert h.disagreements() == []
     assert h.mt.ots[ot]["estado"] == "EJECUCION"  # the later edit wins: it is the newest fact
+
+
+def test_a_first_probe_rechecks_only_the_gaps_near_the_top(tmp_path: Path) -> None:
+    """A first-ever probe walks the whole history: the ids of OTs deleted long ago are not
+    worth probing again every cycle; only a gap just below the top may still fill."""
+    h = make_harness(tmp_path)
+    ids = [new_ot(h, f"OT {n}") for n in range(40)]
+    for gone in (ids[3], ids[10], ids[-2]):
+        h.mt.delete_ot(gone)
+    h.quiet_sync()
+    ledger = h.ledger()
+    try:
+        kept = probe_gaps.load(ledger.get_cursor("work_orders", "mt_probe_gaps"))
+    finally:
+        ledger.close()
+    assert sorted(kept) == [ids[-2]]
+    linked = {int(mt_id) for _, mt_id in h.pairs()}
+    assert linked == set(ids) - {ids[3], ids[10], ids[-2]}
