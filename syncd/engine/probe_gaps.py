@@ -58,10 +58,8 @@ def split_due(gaps: dict[int, str], now: datetime) -> tuple[list[int], list[int]
 
 
 def passed_over(misses: Iterable[int], *, found: int, floor: int) -> list[int]:
-    """The misses below a found id that are worth rechecking: those above `floor`.
-
-    `floor` is the high-water id the probe started from (ids at or below it were probed in
-    an earlier cycle), raised on a first-ever probe to `found - window` so that a long
-    history of deleted OTs is not rechecked, only what lay near the top.
-    """
+    """The misses below a found id that are worth rechecking: those above `floor`, the
+    high-water id of the previous cycles (ids at or below it were probed before).  A
+    first-ever probe has no such floor; the caller keeps only the gaps near the final top
+    once the probe ends, so a long history of deleted OTs is not rechecked."""
     return [ot_id for ot_id in misses if floor < ot_id < found]
