@@ -16,6 +16,8 @@ import json
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
+from .mapping import MappingError, parse_iso
+
 #: how long a passed-over id stays worth probing; commits land within seconds, so this is
 #: generous, while a deleted OT costs one request per cycle for at most this long
 RECHECK_FOR = timedelta(minutes=15)
@@ -49,11 +51,10 @@ def split_due(gaps: dict[int, str], now: datetime) -> tuple[list[int], list[int]
     due, expired = [], []
     for ot_id, since in sorted(gaps.items()):
         try:
-            first = datetime.fromisoformat(since.replace("Z", "+00:00"))
-        except ValueError:
-            expired.append(ot_id)
-            continue
-        (due if now - first < RECHECK_FOR else expired).append(ot_id)
+            first = parse_iso(since, "probe gap")
+        except MappingError:
+            first = None
+        (due if first is not None and now - first < RECHECK_FOR else expired).append(ot_id)
     return due, expired
 
 
@@ -63,3 +64,14 @@ def passed_over(misses: Iterable[int], *, found: int, floor: int) -> list[int]:
     first-ever probe has no such floor; the caller keeps only the gaps near the final top
     once the probe ends, so a long history of deleted OTs is not rechecked."""
     return [ot_id for ot_id in misses if floor < ot_id < found]
+
+
+def near_top(gaps: dict[int, str], *, top: int, window: int) -> dict[int, str]:
+    """After a first-ever probe, which walked the whole history: its gaps are deleted OTs,
+    except perhaps those within `window` ids of the top, where commits may still land."""
+    return {k: v for k, v in gaps.items() if k > top - window}
+
+
+def without(gaps: dict[int, str], ids: Iterable[int]) -> dict[int, str]:
+    gone = set(ids)
+    return {k: v for k, v in gaps.items() if k not in gone}

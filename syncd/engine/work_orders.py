@@ -597,12 +597,9 @@ class WorkOrderSync(Stream):
             if full and ot_id % 100 == 0:
                 self.rt.progress("mantenimiento ids", ot_id - first, None)
         if known_high is None and gaps:
-            # a first-ever probe walked the whole history: its gaps are deleted OTs, except
-            # perhaps those just below the top, where commits may still be landing
-            near_top = {k: v for k, v in gaps.items() if k > high_water - gap}
+            near_top = probe_gaps.near_top(gaps, top=high_water, window=gap)
             if near_top != gaps and not self.rt.dry_run:
                 self.ledger.set_cursor(self.name, "mt_probe_gaps", probe_gaps.dump(near_top))
-            gaps = near_top
         if not self.rt.dry_run:
             if full:
                 self.ledger.delete_cursor(self.name, key)
@@ -643,7 +640,7 @@ class WorkOrderSync(Stream):
             if not ot.get("_unusable"):
                 self.log.info("ot.found_late", mt_id=str(ot_id))
                 self._on_new_mt(ot)
-        remaining = {k: v for k, v in gaps.items() if k not in found and k not in expired}
+        remaining = probe_gaps.without(gaps, found + expired)
         if remaining != gaps and not self.rt.dry_run:
             self.ledger.set_cursor(self.name, "mt_probe_gaps", probe_gaps.dump(remaining))
         return remaining
@@ -899,12 +896,9 @@ class WorkOrderSync(Stream):
             cm_after = self.mapping.from_cm(response)
             crashpoint("pair.written_cm")
 
-        # what each side holds now becomes its base, except fields held by an open conflict;
-        # fields we did not write keep the value we merged with, so a concurrent edit that
-        # shows up in a write's answer is still seen as a change next time
-        # A written field's base is the value we wrote.  The read-back normally shows just
-        # that; when it shows something else, someone edited the field between our write and
-        # our read, and taking the read-back as the base would hide that edit for good.
+        # new bases: what was written, or merged with, never what a write's answer shows, so
+        # an edit that lands meanwhile is still a change (merge.base_after_write); fields
+        # held by an open conflict keep their old base
         cm_for_base = base_after_write(cm, cm_after, intended_cm)
         mt_for_base = base_after_write(mt, mt_after, intended_mt)
         raced = edited_during_write((cm_after, intended_cm), (mt_after, intended_mt))

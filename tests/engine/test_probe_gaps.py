@@ -37,6 +37,12 @@ def test_ids_are_rechecked_for_a_while_then_dropped() -> None:
     assert probe_gaps.split_due({7: "garbage"}, NOW) == ([], [7])
 
 
+def test_a_first_probe_keeps_the_gaps_near_the_top_and_found_ids_leave() -> None:
+    gaps = {3: "a", 10: "b", 38: "c"}
+    assert probe_gaps.near_top(gaps, top=40, window=20) == {38: "c"}
+    assert probe_gaps.without(gaps, [3, 38]) == {10: "b"}
+
+
 @given(
     misses=st.lists(st.integers(1, 200), unique=True),
     found=st.integers(1, 200),
