@@ -206,7 +206,11 @@ class PartUsageSync(Stream):
             if batch.checkpoint and not self.rt.dry_run:
                 self.ledger.set_cursor(self.name, key, batch.checkpoint)
         self.report.counts["history_pages"] += scan.report.pages
-        if scan.report.complete and part_updated and not self.rt.dry_run:
+        # Stamps are whole seconds: a transaction booked later in the second the part is
+        # stamped with leaves that stamp unchanged.  Only a stamp behind the horizon (that
+        # second was over before the history was read) proves the history is complete at it.
+        settled = part_updated is not None and part_updated <= scan.horizon
+        if scan.report.complete and settled and not self.rt.dry_run:
             self.ledger.set_cursor(self.name, seen_key, part_updated)
 
     def history_keys(self, side: str, record_id: Any) -> dict[str, Any]:

@@ -7,43 +7,13 @@ correctly when it is in fact valid), and every other record must still sync.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
-from .harness import Harness, make_harness
-
-Payload = dict[str, Any]
-
-
-class Rewrite(httpx.BaseTransport):
-    """Passes requests through and lets a test rewrite one kind of answer."""
-
-    def __init__(self, inner: httpx.BaseTransport) -> None:
-        self.inner = inner
-        self.json: Callable[[httpx.Request, Payload], Payload] | None = None
-        self.raw: Callable[[httpx.Request, httpx.Response], httpx.Response | None] | None = None
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        response = self.inner.handle_request(request)
-        response.read()
-        if self.raw is not None:
-            replaced = self.raw(request, response)
-            if replaced is not None:
-                return replaced
-        if self.json is not None and "json" in response.headers.get("content-type", ""):
-            try:
-                payload = json.loads(response.content)
-            except ValueError:
-                return response
-            payload = self.json(request, payload)
-            headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
-            return httpx.Response(response.status_code, headers=headers, json=payload)
-        return response
+from .harness import Harness, Payload, Rewrite, make_harness
 
 
 def setup(tmp_path: Path) -> tuple[Harness, Rewrite, Rewrite, list[int]]:

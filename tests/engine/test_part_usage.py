@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from syncd.engine.part_usage import classify
 from syncd.sandbox.catalog import PARTS
 
-from .harness import Harness, make_harness
+from .harness import Harness, Payload, Rewrite, make_harness
 
 
 def add_parts(h: Harness) -> dict[str, int]:
@@ -179,6 +179,8 @@ def test_unknown_type_is_quarantined(h: Harness) -> None:
 
 
 def test_duplicate_and_out_of_order_pages_apply_once(h: Harness) -> None:
+    """History pages served twice over, each with every transaction listed twice and in
+    reverse order: still one material per transaction."""
     wo, ot = linked_work_order(h)
     part = h.parts["BELT-A42"]  # type: ignore[attr-defined]
     base = datetime.now(UTC) - timedelta(minutes=30)
@@ -186,13 +188,51 @@ def test_duplicate_and_out_of_order_pages_apply_once(h: Harness) -> None:
         h.cm.add_transaction(
             part, "usage", 1, work_order_id=wo, created_at=base + timedelta(seconds=(7 * i) % 5)
         )
+    h.rewrite_config(lambda text: text.replace("[clickmaint]\n", "[clickmaint]\nper_page = 5\n", 1))
+    rewrite = Rewrite(h.cm_transport.inner)  # several pages, one second across two
+    h.cm_transport.inner = rewrite
+    served: list[int] = []
+
+    def doubled_and_reversed(request: httpx.Request, payload: Payload) -> Payload:
+        if request.url.path.endswith("/transaction_history"):
+            items = payload["data"]
+            payload["data"] = list(reversed(items)) + items
+            served.extend(tx["id"] for tx in payload["data"])
+        return payload
+
+    rewrite.json = doubled_and_reversed
     usage_sync(h)
-    ledger = h.ledger()
-    ledger.delete_cursor("part_usage", f"part:{part}")  # forget the cursor: pages come again
+    assert len(materials(h, ot)) == 12
+    first_pass = len(served)
+    ledger = h.ledger()  # forget everything that says the history was read: pages come again
+    ledger.delete_cursor("part_usage", f"part:{part}")
+    ledger.delete_cursor("part_usage", f"part_seen:{part}")
     ledger.set_cursor("part_usage", "parts_watermark", "2000-01-01T00:00:00Z")
     ledger.close()
     usage_sync(h)
+    usage_sync(h)
+    assert len(served) > first_pass  # the history really was served again
     assert len(materials(h, ot)) == 12
+    assert len(set(served)) == 12 and len(served) >= 2 * 2 * 12
+
+
+def test_a_transaction_in_the_second_of_the_parts_stamp_is_found(h: Harness) -> None:
+    """Stamps are whole seconds: a usage booked in the same second as the one before it
+    leaves the part's `updated_at` as it was, and must still be found."""
+    wo, ot = linked_work_order(h)
+    part = h.parts["BRG-6204"]  # type: ignore[attr-defined]
+    usage_sync(h)
+    h.cm.clock.freeze(h.cm.clock.now().replace(microsecond=0) + timedelta(seconds=60))
+    h.cm.add_transaction(part, "usage", 1, work_order_id=wo)
+    stamp = h.cm.parts[part]["updated_at"]
+    assert h.sync(stream="part_usage").counts["mirrored"] == 1  # read inside that second
+    h.cm.add_transaction(part, "usage", 2, work_order_id=wo)
+    assert h.cm.parts[part]["updated_at"] == stamp  # nothing in the listing says it moved
+    h.cm.clock.freeze(None)
+    h.cm.clock.advance(120)
+    usage_sync(h)
+    usage_sync(h)
+    assert sorted(str(m["cantidad"]) for m in materials(h, ot)) == ["1.00", "2.00"]
 
 
 def test_crash_after_the_post_is_adopted_not_repeated(h: Harness) -> None:
