@@ -521,18 +521,32 @@ def _operator() -> str:
         return os.environ.get("USER") or f"uid:{os.getuid()}"
 
 
+def _resolution_value(config: Config, ledger: Ledger, conflict_id: int, value: str | None) -> Any:
+    """The operator's --value as the field's Click Maint value, or ValueError (one line)."""
+    from .engine.values import operator_value
+
+    conflict = ledger.get_conflict(conflict_id)
+    if conflict is None:
+        raise KeyError(f"no conflict #{conflict_id}")
+    if conflict.status != "open":
+        raise ValueError(f"conflict #{conflict_id} is {conflict.status}, not open")
+    if value is None:
+        raise ValueError("--take value needs --value")
+    try:
+        return operator_value(config, conflict.stream, conflict.field, value)
+    except ValueError as exc:
+        raise ValueError(f"conflict #{conflict_id} not resolved: {exc}") from None
+
+
 def resolve_conflict(config: Config, conflict_id: int, take: str, value: str | None) -> str:
     """Store the operator's decision; the daemon's next cycle writes it to both sides."""
     if not config.ledger_path.exists():
         raise KeyError(f"no ledger at {config.ledger_path} (has syncd run yet?)")
     parsed: Any = None
-    if take == "value":
-        try:
-            parsed = json.loads(value) if value is not None else None
-        except ValueError:
-            parsed = value  # plain text, e.g. --value "Pump room"
     ledger = Ledger.open(config.ledger_path)
     try:
+        if take == "value":
+            parsed = _resolution_value(config, ledger, conflict_id, value)
         ledger.resolve_conflict(conflict_id, resolution=take, value=parsed, by=_operator())
     finally:
         ledger.close()

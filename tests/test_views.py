@@ -364,9 +364,9 @@ def test_conflict_rows_and_details(config: Config, ledger: Ledger) -> None:
 
 @pytest.mark.parametrize(
     ("raw", "stored"),
-    [("42", 42), ("null", None), ('"quoted"', "quoted"), ("Pump room", "Pump room")],
+    [("42", "42"), ('"null"', "null"), ('"quoted"', "quoted"), ("Pump room", "Pump room")],
 )
-def test_resolve_with_value_parses_json(
+def test_resolve_with_value_stores_text_for_a_title(
     config: Config, ledger: Ledger, raw: str, stored: object
 ) -> None:
     make_link(ledger)
@@ -396,3 +396,102 @@ def test_resolve_without_ledger_does_not_create_one(config: Config) -> None:
     with pytest.raises(KeyError, match="no ledger"):
         views.resolve_conflict(config, 1, "clickmaint", None)
     assert not config.ledger_path.exists()
+
+
+@pytest.mark.parametrize(
+    ("field", "raw", "stored"),
+    [
+        ("status", "completed", "completed"),
+        ("status", '"on_hold"', "on_hold"),
+        ("priority", "high", "high"),
+        ("description", "", ""),
+        ("due", "2026-03-01T10:00:00-06:00", "2026-03-01T16:00:00Z"),
+        ("due", "null", None),
+        ("asset", "12", 12),
+        ("location", "null", None),
+    ],
+)
+def test_resolve_value_is_converted_to_the_fields_click_maint_value(
+    config: Config, ledger: Ledger, field: str, raw: str, stored: object
+) -> None:
+    make_link(ledger)
+    item = conflict(ledger, field=field)
+    views.resolve_conflict(config, item.id, "value", raw)
+    after = ledger.get_conflict(item.id)
+    assert after is not None and (after.status, after.resolved_value) == ("resolved", stored)
+
+
+@pytest.mark.parametrize(
+    ("stream", "field", "raw", "reason"),
+    [
+        ("work_orders", "status", "7", "'7' is not a Click Maint status; expected one of: "),
+        ("work_orders", "status", "EJECUCION", "is not a Click Maint status"),
+        ("work_orders", "status", "null", "is not a Click Maint status"),
+        ("work_orders", "priority", "urgent", "is not a Click Maint priority"),
+        ("work_orders", "title", "null", "title is text, not null"),
+        ("work_orders", "title", "  ", "title cannot be empty"),
+        ("work_orders", "description", "null", "description is text, not null"),
+        ("work_orders", "due", "2026-03-01", "is not an ISO-8601 timestamp with a zone"),
+        ("work_orders", "due", "next week", "is not an ISO-8601 timestamp with a zone"),
+        ("work_orders", "asset", "pump", "is not a Click Maint asset id"),
+        ("work_orders", "type", "preventive", "type cannot be given a value"),
+        ("requests", "status", "completed", "is not a request status"),
+        ("requests", "priority", "CRITICA", "is not a Click Maint priority"),
+    ],
+)
+def test_resolve_refuses_a_value_the_field_cannot_take(
+    config: Config, ledger: Ledger, stream: str, field: str, raw: str, reason: str
+) -> None:
+    """Found in review: `--value 7` for a status was stored as the int 7, and every later
+    cycle of the stream then failed with KeyError writing it to Click Maint."""
+    make_link(ledger)
+    item = ledger.record_conflict(
+        stream=stream,
+        cm_id="5",
+        mt_id="1005",
+        field=field,
+        base="a",
+        cm_value="b",
+        mt_value="c",
+        policy="manual",
+        status="open",
+    )
+    with pytest.raises(ValueError, match="not resolved") as caught:
+        views.resolve_conflict(config, item.id, "value", raw)
+    message = str(caught.value)
+    assert reason in message and "\n" not in message
+    after = ledger.get_conflict(item.id)
+    assert after is not None and (after.status, after.resolved_value) == ("open", None)
+    link = ledger.get_link("work_orders", cm_id="5")
+    assert link is not None and link.dirty is False
+
+
+def test_resolve_refusal_is_one_line_and_a_failing_exit(tmp_path: Path, config: Config) -> None:
+    import sys
+
+    from click.testing import CliRunner
+
+    from syncd.cli import cli
+    from syncd.logging import configure_logging
+
+    ledger = Ledger.open(config.ledger_path)
+    try:
+        make_link(ledger)
+        item = conflict(ledger, field="status")
+    finally:
+        ledger.close()
+    env = {
+        "SYNCD_CONFIG": str(tmp_path / "config.toml"),
+        "CREDENTIALS_DIRECTORY": str(tmp_path / "credentials"),
+    }
+    try:
+        result = CliRunner().invoke(
+            cli, ["conflicts", "resolve", str(item.id), "--take", "value", "--value", "7"], env=env
+        )
+    finally:
+        configure_logging(level="debug", fmt="json", stream=sys.stderr, journal_prefix=False)
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        f"syncd: conflict #{item.id} not resolved: status: '7' is not a Click Maint status; "
+        "expected one of: open, on_hold, in_progress, completed, cancelled, waiting_for_parts"
+    ]
