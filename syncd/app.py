@@ -41,20 +41,39 @@ class App:
         *,
         transports: dict[str, httpx.BaseTransport] | None = None,
         retry: RetryPolicy | None = None,
+        succeeds: App | None = None,
     ) -> None:
+        """`succeeds`: the App this one replaces (a SIGHUP reload).  What describes the
+        process rather than one config is handed over, not started afresh: the Click Maint
+        rate budget (cycles still running on the old App and new ones spend one budget),
+        the request counters, the OT read times and the per-thread cycle hooks."""
         self.config = config
         transports = transports or {}
-        #: per-thread hooks of the cycle running in that thread (see `_sleep`)
-        self._hooks = threading.local()
-        self.stats = RequestStats()
         cm_cfg = config.clickmaint
-        self.cm_budget = RateBudget(
-            "clickmaint",
-            cm_cfg.rate_limit,
-            cm_cfg.rate_window_seconds,
-            reserve=cm_cfg.rate_reserve,
-            ceiling=cm_cfg.rate_limit_ceiling,
-        )
+        #: `_hooks`: per-thread hooks of the cycle running in that thread (see `_sleep`)
+        if succeeds is not None:
+            self._hooks = succeeds._hooks
+            self.stats = succeeds.stats
+            self.cm_budget = succeeds.cm_budget
+            self.cm_budget.reconfigure(
+                cm_cfg.rate_limit,
+                cm_cfg.rate_window_seconds,
+                reserve=cm_cfg.rate_reserve,
+                ceiling=cm_cfg.rate_limit_ceiling,
+            )
+            self.mt_reads: dict[str, float] = succeeds.mt_reads
+        else:
+            self._hooks = threading.local()
+            self.stats = RequestStats()
+            self.cm_budget = RateBudget(
+                "clickmaint",
+                cm_cfg.rate_limit,
+                cm_cfg.rate_window_seconds,
+                reserve=cm_cfg.rate_reserve,
+                ceiling=cm_cfg.rate_limit_ceiling,
+            )
+            self.mt_reads = {}
+        self.cm_budget.on_wait = self._waiting
         api_key = config.clickmaint_api_key.get_secret_value() if config.clickmaint_api_key else ""
         self.cm_http = HttpClient(
             "clickmaint",
@@ -92,7 +111,6 @@ class App:
             classify_5xx=MantenimientoClient.classify_5xx,
         )
         self.mt = MantenimientoClient(self.mt_http, self.mt_auth)
-        self.mt_reads: dict[str, float] = {}
 
     def _sleep(self, seconds: float) -> None:
         """Retry back-off that a stop request interrupts and that counts as progress.
@@ -114,6 +132,16 @@ class App:
                     raise StopRequested()
             else:
                 time.sleep(min(remaining, 1.0))
+
+    def _waiting(self) -> None:
+        """Called while a request waits for the rate budget: the same rules as `_sleep`
+        (progress for the watchdog; a stop request ends the wait)."""
+        beat: Callable[[], None] | None = getattr(self._hooks, "beat", None)
+        stop: threading.Event | None = getattr(self._hooks, "stop", None)
+        if beat is not None:
+            beat()
+        if stop is not None and stop.is_set():
+            raise StopRequested()
 
     # -- ledger -------------------------------------------------------------------------
     def open_ledger(self, *, readonly: bool = False) -> Ledger:

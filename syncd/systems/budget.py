@@ -13,7 +13,10 @@ that the budget has to
   log alone decides only when no fresh server view exists: before the first answer, after a
   reset, or with a server that sends no headers),
 * stop everybody when one caller gets a 429 with `Retry-After`, and
-* serve waiting callers first-come-first-served so one busy stream cannot starve another.
+* serve waiting callers first-come-first-served so one busy stream cannot starve another,
+* wait in slices of at most `WAIT_SLICE` seconds, calling the owner's `on_wait` hook between
+  them: a wait is progress for the daemon's watchdog, and a stop request (SIGTERM) ends it
+  instead of outlasting systemd's `TimeoutStopSec=`.
 
 None of the maintained limiter libraries combine these, so this small class does.
 """
@@ -27,6 +30,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .errors import BudgetExhausted
+
+#: the longest uninterrupted wait inside `acquire`: `on_wait` runs at least this often
+WAIT_SLICE = 1.0
 
 
 @dataclass(frozen=True)
@@ -57,16 +63,14 @@ class RateBudget:
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
     ) -> None:
-        if limit <= 0 or window <= 0:
-            raise ValueError("limit and window must be positive")
-        if reserve >= limit:
-            raise ValueError("reserve must be smaller than the limit")
+        _validate(limit, window, reserve)
         self.server = server
         self.limit = limit
         self.window = window
         self.reserve = reserve
         #: an operator's cap: the server's published limit is adopted, but never above this
         self.ceiling = ceiling
+        self._configured = (limit, window, reserve, ceiling)
         self._clock = clock
         self._wall = wall
         self._sent: deque[float] = deque()
@@ -79,15 +83,30 @@ class RateBudget:
         self._serving = 0
         self._waiting = 0
         self._abandoned: set[int] = set()
+        #: Called in the waiting thread before every wait slice (at least once a second while
+        #: `acquire` waits).  The owner reports the wait as progress to the watchdog and may
+        #: raise to abandon the wait: the caller's place in the queue is given up and the
+        #: exception propagates (the daemon raises `StopRequested` once a stop was requested).
+        #: It runs under the budget's lock, so it must be quick and must not use the budget.
+        self.on_wait: Callable[[], None] | None = None
+        self.wait_slice = WAIT_SLICE
 
     # -- public API -------------------------------------------------------------------------
-    def acquire(self, *, priority: bool = False, deadline: float | None = None) -> float:
+    def acquire(
+        self,
+        *,
+        priority: bool = False,
+        deadline: float | None = None,
+        on_wait: Callable[[], None] | None = None,
+    ) -> float:
         """Block until one request may be sent; returns seconds waited.
 
         `deadline` is a monotonic time: if the request could not be sent before it, raise
         `BudgetExhausted` instead of waiting (callers then checkpoint partial progress).
-        Priority callers skip the queue and may dip into the reserve.
+        Priority callers skip the queue and may dip into the reserve.  `on_wait` (default:
+        the budget's `on_wait`) is called before every wait slice and may raise to give up.
         """
+        hook = on_wait if on_wait is not None else self.on_wait
         started = self._clock()
         with self._cond:
             ticket = None
@@ -105,27 +124,43 @@ class RateBudget:
                         if self._server_remaining is not None:
                             self._server_remaining -= 1
                         if ticket is not None:
+                            ticket = None
                             self._serving += 1
                             self._cond.notify_all()
                         return now - started
                     if deadline is not None and wait is not None and now + wait > deadline:
-                        if ticket is not None:
-                            # give our place to the next caller
-                            self._skip_ticket(ticket)
-                            ticket = None
                         raise BudgetExhausted(self.server, wait)
                     if deadline is not None and now >= deadline:
-                        if ticket is not None:
-                            self._skip_ticket(ticket)
-                            ticket = None
                         raise BudgetExhausted(self.server, wait or 0.0)
+                    if hook is not None:
+                        hook()  # progress for the watchdog; raises to abandon the wait
                     timeout = wait if wait is not None else 0.05
                     if deadline is not None:
                         timeout = min(timeout, max(0.0, deadline - now))
-                    self._cond.wait(timeout=max(0.001, timeout))
+                    self._cond.wait(timeout=max(0.001, min(timeout, self.wait_slice)))
             finally:
+                if ticket is not None:
+                    # not served (deadline, stop, any exception): give our place to the next
+                    self._skip_ticket(ticket)
                 if not priority:
                     self._waiting -= 1
+
+    def reconfigure(
+        self, limit: int, window: float, *, reserve: int = 10, ceiling: int | None = None
+    ) -> None:
+        """New settings from a reloaded config; what was sent stays counted.
+
+        Unchanged settings change nothing (a limit learned from the server is kept).
+        """
+        _validate(limit, window, reserve)
+        with self._cond:
+            if (limit, window, reserve, ceiling) == self._configured:
+                return
+            self._configured = (limit, window, reserve, ceiling)
+            self.limit, self.window, self.reserve, self.ceiling = limit, window, reserve, ceiling
+            if ceiling is None:
+                self._capped = False
+            self._cond.notify_all()
 
     def pause(self, seconds: float) -> None:
         """A 429 told us to stop: nobody sends until the pause is over."""
@@ -209,3 +244,10 @@ class RateBudget:
             index = len(self._sent) - allowed
             return max(0.001, self._sent[index] + self.window - now)
         return 0.0
+
+
+def _validate(limit: int, window: float, reserve: int) -> None:
+    if limit <= 0 or window <= 0:
+        raise ValueError("limit and window must be positive")
+    if reserve >= limit:
+        raise ValueError("reserve must be smaller than the limit")

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from syncd.systems.budget import RateBudget
+from syncd.engine.run import StopRequested
+from syncd.systems.budget import WAIT_SLICE, RateBudget
 from syncd.systems.errors import BudgetExhausted
 
 
@@ -172,3 +173,61 @@ def test_rejects_nonsense_settings() -> None:
         RateBudget("t", 0, 10)
     with pytest.raises(ValueError):
         RateBudget("t", 10, 10, reserve=10)
+
+
+# -- waiting: progress for the watchdog, interrupted by a stop ----------------------------------
+def test_a_wait_reports_progress_and_a_stop_abandons_it() -> None:
+    """The budget holds the caller for 300 s of its clock; the stop ends the wait at once and
+    gives the caller's place in the queue to the next one."""
+    clock = FakeClock()
+    budget = RateBudget("t", 2, 300, reserve=0, clock=clock)
+    budget.wait_slice = 0.001  # real seconds per slice; the clock itself never moves
+    budget.acquire()
+    budget.acquire()
+    calls: list[float] = []
+
+    def on_wait() -> None:
+        calls.append(clock.now)
+        if len(calls) == 5:
+            raise StopRequested()
+
+    budget.on_wait = on_wait
+    with pytest.raises(StopRequested):
+        budget.acquire()
+    assert calls == [1000.0] * 5  # called again and again during one wait, never waited out
+    assert budget.snapshot().waiting == 0
+    budget.on_wait = None
+    clock.now += 301
+    budget.acquire(deadline=clock.now + 0.001)  # the abandoned ticket does not block the queue
+
+
+def test_a_stop_ends_a_real_wait_within_one_slice() -> None:
+    budget = RateBudget("t", 1, 300, reserve=0)
+    budget.acquire()  # the next send is allowed in 300 s
+    stop = threading.Event()
+    beats: list[float] = []
+    first_beat = threading.Event()
+    outcome: list[BaseException] = []
+
+    def on_wait() -> None:
+        beats.append(time.monotonic())
+        first_beat.set()
+        if stop.is_set():
+            raise StopRequested()
+
+    def caller() -> None:
+        try:
+            budget.acquire(on_wait=on_wait)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=caller, daemon=True)
+    thread.start()
+    assert first_beat.wait(5)
+    stopped_at = time.monotonic()
+    stop.set()
+    thread.join(timeout=10)
+    assert not thread.is_alive()
+    assert [type(e) for e in outcome] == [StopRequested]
+    assert time.monotonic() - stopped_at < WAIT_SLICE + 0.5
+    assert len(beats) >= 2
