@@ -27,10 +27,13 @@ from .systems.clickmaint import ClickMaintClient
 from .systems.http import HttpClient, RequestStats, RetryPolicy
 from .systems.mantenimiento import DjangoSessionAuth, MantenimientoClient
 
+#: the order of a `sync --once`: requests first, so a request approved in Click Maint has its
+#: aviso before the work order made from it is copied (its OT is then made from the aviso),
+#: and transactions last, once their work orders are linked
 STREAMS: dict[str, type[Stream]] = {
+    "requests": RequestSync,
     "work_orders": WorkOrderSync,
     "part_usage": PartUsageSync,
-    "requests": RequestSync,
 }
 
 

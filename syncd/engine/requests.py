@@ -171,12 +171,16 @@ class RequestSync(Stream):
                         self._adopt_marked(marker, mt=mt)
                     elif self._in_scope_mt(aviso):
                         self._create_request(mt, None)
-                    if held is not None and self.ledger.get_link(self.name, mt_id=str(aviso_id)):
+                    link = self.ledger.get_link(self.name, mt_id=str(aviso_id))
+                    if held is not None and link is not None:
                         self.release("mt", aviso_id)
-                    continue
+                    if link is None or not link.dirty:
+                        continue
+                # the relation first: naming the request on the OT's work order is what
+                # makes approving the request safe (see _approval_would_duplicate)
+                self._check_work_order_link(link, mt)
                 if snapshot_hash(mt, REQUEST_FIELDS) != link.mt_hash or link.dirty:
                     self._sync_pair(link, link.cm_seen, mt)
-                self._check_work_order_link(link, mt)
                 if held is not None:
                     self.release("mt", aviso_id)
             except FATAL_REMOTE:
@@ -237,6 +241,13 @@ class RequestSync(Stream):
             open_conflicts={f: c.id for f, c in conflicts_here.items() if c.status == "open"},
         )
         ids = {"cm_id": link.cm_id, "mt_id": link.mt_id}
+        deferred = plan.to_cm.get("status") == "approved" and self._approval_would_duplicate(
+            link.cm_id, cm.get("_work_order_id"), mt
+        )
+        if deferred:
+            del plan.to_cm["status"]
+            plan.hold.add("status")  # still a change to mirror once it is safe
+            self.report.counts["approval_deferred"] += 1
         if self.rt.dry_run:
             if plan.to_mt:
                 self.plan("update", "mantenimiento", f"aviso:{link.mt_id}", **plan.to_mt)
@@ -295,7 +306,7 @@ class RequestSync(Stream):
             link.cm_hash = snapshot_hash(cm_after, REQUEST_FIELDS)
             link.mt_hash = snapshot_hash(mt_after, REQUEST_FIELDS)
             link.cm_updated_at = cm_after.get("_updated_at")
-            link.dirty = False
+            link.dirty = deferred
             self.ledger.save_link(link)
             if plan.to_mt:
                 self.history("updated_mt", **ids, fields=sorted(plan.to_mt))
@@ -313,30 +324,76 @@ class RequestSync(Stream):
                 to_cm=sorted(plan.to_cm),
             )
 
-    def _check_work_order_link(self, link: Link, mt: Snapshot) -> None:
-        """Aviso → OT and request → work order must point at linked partners."""
-        cm_wo = link.cm_seen.get("_work_order_id")
+    def _approval_would_duplicate(
+        self, request_id: str | None, request_work_order: Any, mt: Snapshot
+    ) -> bool:
+        """Approving a request makes Click Maint create a work order from it unless one names
+        it.  If the aviso's OT is already mirrored as a work order that does not name this
+        request, approving now would give that job a second work order: the approval waits
+        until `_check_work_order_link` has named the request on the OT's work order.  An OT
+        not mirrored yet is fine: the work order made by the approval is paired with it."""
         ot = mt.get("_ot_id")
-        if not cm_wo or not ot:
-            return
+        if ot is None or request_work_order is not None:
+            return False
         wo_link = self.ledger.get_link("work_orders", mt_id=str(ot))
-        if wo_link is None or wo_link.cm_id == str(cm_wo):
+        if wo_link is None or wo_link.state != "active":
+            return False
+        return request_id is None or str(wo_link.cm_seen.get("_request_id")) != request_id
+
+    def _check_work_order_link(self, link: Link, mt: Snapshot) -> None:
+        """Aviso → OT and request → work order must point at linked partners.
+
+        The OT's work order naming no request yet (it was mirrored before the aviso was) is
+        repaired by naming this request on it; any other disagreement is recorded once in the
+        record's history and counted as `link_inconsistent`.
+        """
+        ot = mt.get("_ot_id")
+        request_wo = link.cm_seen.get("_work_order_id")
+        wo_link = self.ledger.get_link("work_orders", mt_id=str(ot)) if ot else None
+        problem: dict[str, Any] | None = None
+        if wo_link is not None and wo_link.state == "active":
+            named = wo_link.cm_seen.get("_request_id")
+            request_ok = request_wo is None or str(request_wo) == wo_link.cm_id
+            if named is None and request_ok:
+                self._name_request(wo_link, link)
+                return
+            if str(named) != link.cm_id or not request_ok:
+                problem = {"aviso_ot": ot, "ot_work_order": wo_link.cm_id, "names": named}
+        elif ot is None and request_wo is not None:
+            wo_partner = self.ledger.get_link("work_orders", cm_id=str(request_wo))
+            if wo_partner is not None:  # its OT was not made from this aviso
+                problem = {"aviso_ot": None, "work_order_ot": wo_partner.mt_id}
+        if problem is None:
             return
-        key = f"{cm_wo}->{ot}"
+        key = f"{request_wo}->{ot}"
         if link.base_mt.get("_inconsistent") == key:
             return  # already reported
         self.history(
             "link_inconsistent",
             cm_id=link.cm_id,
             mt_id=link.mt_id,
-            request_work_order=cm_wo,
-            aviso_ot=ot,
-            ot_work_order=wo_link.cm_id,
+            request_work_order=request_wo,
+            **problem,
         )
-        link.base_mt["_inconsistent"] = key
-        self.ledger.save_link(link)
+        if not self.rt.dry_run:
+            link.base_mt["_inconsistent"] = key
+            self.ledger.save_link(link)
         assert self.report is not None
         self.report.counts["link_inconsistent"] += 1
+
+    def _name_request(self, wo_link: Link, link: Link) -> None:
+        """Point the OT's work order at the request mirrored from the OT's aviso."""
+        ids = {"cm_id": link.cm_id, "mt_id": link.mt_id, "work_order": wo_link.cm_id}
+        if self.rt.dry_run:
+            self.plan("name_request", "clickmaint", f"work_order:{wo_link.cm_id}", **ids)
+            return
+        self.cm.update_work_order(int(wo_link.cm_id), {"work_order_request_id": int(link.cm_id)})
+        wo_link.cm_seen = {**wo_link.cm_seen, "_request_id": int(link.cm_id)}
+        with self.ledger.transaction():
+            self.ledger.save_link(wo_link)
+            self.history("request_named", **ids)
+        assert self.report is not None
+        self.report.counts["request_named"] += 1
 
     # -- creates ---------------------------------------------------------------------------------
     def _create_aviso(self, cm: Snapshot, intent: Intent | None) -> None:
@@ -392,6 +449,9 @@ class RequestSync(Stream):
         if intent is None:
             return
         fields = self.mapping.cm_create_fields(mt, Marker("mt", mt_id, intent.token, REQUEST))
+        unsettled: tuple[str, ...] = ()
+        if fields.get("status") == "approved" and self._approval_would_duplicate(None, None, mt):
+            fields["status"], unsettled = "pending", ("status",)  # approved once it is safe
         response = self.send_create(
             intent,
             lambda: self.cm.create_request(fields),
@@ -401,9 +461,19 @@ class RequestSync(Stream):
         )
         if response is None:
             return
-        self._link(intent, self.mapping.from_cm(response), mt, origin="mt")
+        self._link(intent, self.mapping.from_cm(response), mt, origin="mt", unsettled=unsettled)
 
-    def _link(self, intent: Intent, cm: Snapshot, mt: Snapshot, *, origin: str) -> None:
+    def _link(
+        self,
+        intent: Intent,
+        cm: Snapshot,
+        mt: Snapshot,
+        *,
+        origin: str,
+        unsettled: tuple[str, ...] = (),
+    ) -> None:
+        """Link a created record with its source; `unsettled` fields were not created with
+        the source's value, so they stay out of the source's base (a change still to send)."""
         assert self.report is not None
         crashpoint("request.remote")  # the request / aviso exists, the link does not yet
         link = Link(
@@ -411,13 +481,16 @@ class RequestSync(Stream):
             cm_id=str(cm["_id"]),
             mt_id=str(mt["_id"]),
             base_cm=merged_view(cm, REQUEST_FIELDS),
-            base_mt=merged_view(mt, REQUEST_FIELDS),
+            base_mt={
+                k: v for k, v in merged_view(mt, REQUEST_FIELDS).items() if k not in unsettled
+            },
             cm_seen=cm,
             mt_seen=mt,
             cm_hash=snapshot_hash(cm, REQUEST_FIELDS),
             mt_hash=snapshot_hash(mt, REQUEST_FIELDS),
             cm_updated_at=cm.get("_updated_at"),
             origin=origin,
+            dirty=bool(unsettled),
         )
         with self.ledger.transaction():
             self.ledger.save_link(link)

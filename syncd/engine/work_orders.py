@@ -498,11 +498,67 @@ class WorkOrderSync(Stream):
         origin, marker = origin_of(cm, this_side="cm")
         if origin is Origin.OURS and marker is not None and self._claim_ours(marker, cm=cm):
             return
+        _aviso, ot = self._aviso_of_request(cm.get("_request_id"))
+        if ot is not None:
+            self._pair_with_aviso_ot(cm, ot)
+            return
         decision = cm_scope(cm, self.config.scope)
         if not decision.in_scope:
             self.report.counts["out_of_scope"] += 1
             return
         self._create_in_mt(cm, None)
+
+    def _pair_with_aviso_ot(self, cm: Snapshot, ot_id: int) -> None:
+        """A work order Click Maint made from an approved request whose aviso already has an
+        OT: both are the same job, so they are linked, never copied into a second OT.
+
+        The OT existed first (the work order is Click Maint's copy of the request), so the
+        pair starts with the OT's values: its base is empty and every difference flows to
+        Click Maint.  An OT already linked to another work order makes this one a duplicate
+        inside Click Maint; it is held for a person, with both ids in its reason.
+        """
+        assert self.report is not None
+        cm_id = str(cm["_id"])
+        taken = self.ledger.get_link(self.name, mt_id=str(ot_id))
+        if taken is not None:
+            self.quarantine(
+                "cm",
+                cm_id,
+                f"made from request {cm.get('_request_id')}, whose aviso's OT {ot_id} is "
+                f"already linked to work order {taken.cm_id}: a duplicate in Click Maint",
+                hold=True,
+            )
+            return
+        raw = self.mt.get_ot(ot_id)
+        mt = self._read_mt(raw) if raw is not None else None
+        if mt is None:
+            return  # gone or quarantined: seen again next cycle
+        if self.rt.dry_run:
+            self.plan("pair", "link", f"cm:{cm_id}", mt=str(ot_id), reason="request -> aviso")
+            return
+        link = Link(
+            stream=self.name,
+            cm_id=cm_id,
+            mt_id=str(ot_id),
+            base_cm=merged_view(cm),
+            base_mt={},
+            cm_seen=cm,
+            mt_seen=mt,
+            cm_hash=snapshot_hash(cm),
+            mt_hash=snapshot_hash(mt),
+            cm_updated_at=cm.get("_updated_at"),
+            mt_open=mt.get("status") not in CLOSED_ESTADOS,
+            dirty=True,
+            origin="request",
+        )
+        with self.ledger.transaction():
+            self.ledger.save_link(link)
+            self.history(
+                "paired", cm_id=cm_id, mt_id=ot_id, request=cm.get("_request_id"), reason="aviso"
+            )
+        self.report.counts["paired"] += 1
+        self.log.info("record.paired", cm_id=cm_id, mt_id=ot_id, request=cm.get("_request_id"))
+        self._sync_pair(link, cm, mt)
 
     def _claim_ours(
         self, marker: Marker, *, cm: Snapshot | None = None, mt: Snapshot | None = None
@@ -1028,16 +1084,31 @@ class WorkOrderSync(Stream):
         link = self.ledger.get_link("requests", mt_id=str(aviso_id))
         return int(link.cm_id) if link is not None and link.state == "active" else None
 
-    def _aviso_without_ot(self, cm: Snapshot) -> int | None:
-        """The aviso linked to this work order's request, if it has no OT yet."""
-        request_id = cm.get("_request_id")
+    def _aviso_of_request(self, request_id: Any) -> tuple[int | None, int | None]:
+        """The aviso linked to a request, and that aviso's OT (each None if there is none)."""
         if request_id is None:
-            return None
+            return None, None
         link = self.ledger.get_link("requests", cm_id=str(request_id))
         if link is None or link.state != "active":
-            return None
+            return None, None
         aviso_id = int(link.mt_id)
-        return aviso_id if self._aviso_ot(aviso_id) is None else None
+        return aviso_id, self._aviso_ot(aviso_id)
+
+    def _unlinked_work_order_of_request(self, aviso_id: Any) -> Snapshot | None:
+        """The work order Click Maint made from the request linked to this aviso, if it has
+        one that is not linked yet (one GET, only for OTs made from a linked aviso)."""
+        request = self._request_of_aviso(aviso_id)
+        if request is None:
+            return None
+        made = self.cm.get_request(request).get("work_order_id")
+        if not isinstance(made, int) or self.ledger.get_link(self.name, cm_id=str(made)):
+            return None
+        return self.mapping.from_cm(self.cm.get_work_order(made))
+
+    def _aviso_without_ot(self, cm: Snapshot) -> int | None:
+        """The aviso linked to this work order's request, if it has no OT yet."""
+        aviso_id, ot = self._aviso_of_request(cm.get("_request_id"))
+        return aviso_id if ot is None else None
 
     def _aviso_ot(self, aviso_id: int) -> int | None:
         for aviso in self.mt.iter_avisos():
@@ -1117,6 +1188,11 @@ class WorkOrderSync(Stream):
     def _create_in_cm(self, mt: Snapshot, intent: Intent | None) -> None:
         assert self.report is not None
         mt_id = str(mt["_id"])
+        if intent is None:
+            made = self._unlinked_work_order_of_request(mt.get("_aviso_id"))
+            if made is not None:  # approved in Click Maint since our scan read the listing
+                self._pair_with_aviso_ot(made, int(mt_id))
+                return
         if self.rt.dry_run:
             self.plan("create", "clickmaint", f"from ot:{mt_id}", title=mt["title"])
             return

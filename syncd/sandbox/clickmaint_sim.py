@@ -1657,8 +1657,18 @@ class ClickMaintSim(SimApp):
         }
         self._apply_work_order(wo, clean, when=created_at, creating=True)
         self.work_orders[wo["id"]] = wo
+        self._point_request_at(wo, when=created_at)
         self._changed()
         return wo
+
+    def _point_request_at(self, wo: Record, *, when: datetime) -> None:
+        """inferred: one foreign key (`work_orders.work_order_request_id`) relates a request
+        and its work order, so a request's `work_order_id` shows the work order that names it,
+        and a request that has its work order is not converted again when approved [?]."""
+        req = self.requests.get(wo["work_order_request_id"] or -1)
+        if req is not None and req["work_order_id"] is None:
+            req["work_order_id"] = wo["id"]
+            req["updated_at"] = when
 
     def _apply_work_order(
         self, wo: Record, clean: Record, *, when: datetime, creating: bool
@@ -1705,6 +1715,7 @@ class ClickMaintSim(SimApp):
         before = _snapshot(wo)
         self._apply_work_order(wo, clean, when=when, creating=False)
         if _snapshot(wo) != before:
+            self._point_request_at(wo, when=when)
             wo["updated_at"] = when
             wo["updated_by"] = user_ref(user)
             self._changed()

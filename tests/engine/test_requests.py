@@ -323,3 +323,68 @@ def test_the_verifier_sees_request_duplicates_orphans_and_status_drift(h: Harnes
     assert f"request {req} mirrored 2 times" in problems
     assert any(p.startswith("aviso ") and p.endswith("has no request") for p in problems)
     assert any(p.startswith(f"request {req} / aviso {link.mt_id} status") for p in problems)
+
+
+@pytest.mark.parametrize("order", [("work_orders", "requests"), ("requests", "work_orders")])
+def test_an_aviso_whose_ot_came_first_gives_one_work_order_in_either_stream_order(
+    h: Harness, order: tuple[str, str]
+) -> None:
+    """Approving a request makes Click Maint create a work order.  An aviso that already has
+    an OT is one job: whichever stream runs first, Click Maint ends with one work order that
+    names the request, mantenimiento with the one OT, and the request approved."""
+    aviso = new_aviso(h, "Motor de cinta recalienta")
+    ot = ot_from_aviso(h, aviso, "Corr.: Motor de cinta recalienta")
+    h.mt.update_aviso(aviso, estado="PROCESO")  # the planner moves it on: approved
+    for _ in range(3):
+        h.cm.clock.advance(10)
+        for stream in order:
+            assert h.sync(stream=stream).status == "ok"
+    assert len(h.cm.work_orders) == 1 and len(h.mt.ots) == 1
+    (wo,) = h.cm.work_orders
+    req = int(link_of(h, "requests", mt_id=aviso).cm_id)
+    assert int(link_of(h, "work_orders", mt_id=ot).cm_id) == wo
+    assert h.cm.work_orders[wo]["work_order_request_id"] == req
+    assert h.cm.requests[req]["work_order_id"] == wo
+    assert h.cm.requests[req]["status"] == "approved"
+    before = h.writes()
+    h.cm.clock.advance(10)
+    for stream in order:
+        assert h.sync(stream=stream).status == "ok"
+    assert h.writes() == before
+    ledger = h.ledger()
+    assert ledger.count_history("link_inconsistent") == 0
+    ledger.close()
+
+
+def test_a_work_order_approved_for_an_aviso_whose_ot_is_linked_elsewhere_is_held(
+    h: Harness,
+) -> None:
+    """Should Click Maint still make a second work order for a job (a user approving the
+    request before syncd named it on the OT's work order), it is held with both ids, never
+    copied into a second OT."""
+    aviso = new_aviso(h, "Compresor no arranca")
+    ot = ot_from_aviso(h, aviso, "Corr.: Compresor no arranca")
+    h.cm.clock.advance(10)
+    assert h.sync(stream="work_orders").status == "ok"  # the OT's work order, naming nothing
+    h.cm.clock.advance(10)
+    # the request exists before syncd's aviso pass can name it on the work order
+    ledger = h.ledger()
+    ledger.set_cursor("requests", "cm_watermark", "2000-01-01T00:00:00Z")
+    ledger.close()
+    first = h.sync(stream="requests")
+    assert first.status == "ok"
+    req = int(link_of(h, "requests", mt_id=aviso).cm_id)
+    wo = int(link_of(h, "work_orders", mt_id=ot).cm_id)
+    h.cm.update_work_order(wo, {"work_order_request_id": None})  # a user unlinks it
+    h.cm.requests[req]["work_order_id"] = None
+    h.cm.update_request(req, {"status": "pending"})
+    h.cm.update_request(req, {"status": "approved"})  # ... and approves: a second work order
+    second = h.cm.requests[req]["work_order_id"]
+    assert second not in (None, wo)
+    h.cm.clock.advance(10)
+    assert h.sync(stream="work_orders").status == "ok"
+    assert len(h.mt.ots) == 1  # not copied
+    ledger = h.ledger()
+    held = ledger.get_quarantined("work_orders", "cm", str(second))
+    ledger.close()
+    assert held is not None and f"OT {ot}" in held.reason and str(wo) in held.reason
