@@ -70,6 +70,10 @@ class WorkOrderSync(Stream):
         super().__init__(rt)
         self.mapping = WorkOrderMapping(rt.config)
         self._touched: set[str] = set()
+        #: partners found gone this cycle, by side, keyed by work order id (see _partner_missing)
+        self._vanished: dict[str, dict[str, Link]] = {"cm": {}, "mt": {}}
+        #: records read successfully this cycle, by side (the guard's "the server answers")
+        self._reads_ok: dict[str, int] = {"cm": 0, "mt": 0}
         self._mt_reads = rt.mt_reads  # mt_id -> wall time of the last read (shared by cycles)
         self._failures = 0
         self._retrying = False
@@ -99,6 +103,8 @@ class WorkOrderSync(Stream):
         where it stopped, and it never deletes anything.
         """
         self._touched = set()
+        self._vanished = {"cm": {}, "mt": {}}
+        self._reads_ok = {"cm": 0, "mt": 0}
         self._prefer = prefer
         self._resync = full or since is not None or prefer is not None
         self._check_fingerprint(rebaseline)
@@ -121,6 +127,7 @@ class WorkOrderSync(Stream):
         self._retry_quarantine()
         if not self._resync:
             self._reconcile_deletions(force=False)
+        self._settle_vanished()
 
     def _ledger_is_new(self) -> bool:
         return (
@@ -437,6 +444,7 @@ class WorkOrderSync(Stream):
         """
         assert self.report is not None
         cm_id = str(raw.get("id"))
+        self._reads_ok["cm"] += 1
         link = self.ledger.get_link(self.name, cm_id=cm_id)
         stamp = _norm_ts(raw.get("updated_at"))
         try:
@@ -479,6 +487,7 @@ class WorkOrderSync(Stream):
                 if mt_raw is None:
                     self._partner_missing(link, "mt")
                     return
+                self._reads_ok["mt"] += 1
                 mt = self._read_mt(mt_raw)
                 if mt is None:
                     # the OT is quarantined, and the scan's watermark moves on past this
@@ -757,8 +766,6 @@ class WorkOrderSync(Stream):
     # ======================================================================================
     def _reread_mantenimiento(self, *, include_closed: bool) -> None:
         assert self.report is not None
-        missing: list[Link] = []
-        reads_ok = 0
         total = self.ledger.count_links(self.name, "active")
         for index, link in enumerate(self.ledger.iter_links(self.name, state="active")):
             if link.mt_id in self._touched:
@@ -778,9 +785,9 @@ class WorkOrderSync(Stream):
             previous_read = self._previous_read(link)
             self._mt_reads[link.mt_id] = time.time()
             if ot is None:
-                missing.append(link)
+                self._partner_missing(link, "mt")
                 continue
-            reads_ok += 1
+            self._reads_ok["mt"] += 1
             mt = self._read_mt(ot)
             if mt is None:
                 continue
@@ -795,7 +802,6 @@ class WorkOrderSync(Stream):
                 self._record_failure("mt", link.mt_id, exc)
             if index % 50 == 0:
                 self.rt.progress("mantenimiento OTs", index, total)
-        self._handle_missing(missing, total, reads_ok, side="mt")
 
     # ======================================================================================
     # 5. dirty links and quarantine
@@ -1254,10 +1260,21 @@ class WorkOrderSync(Stream):
     # deletions
     # ======================================================================================
     def _partner_missing(self, link: Link, side: str) -> None:
-        """A single vanished partner seen while syncing one record (guard: one at a time)."""
-        self._handle_missing(
-            [link], max(1, self.ledger.count_links(self.name, "active")), 1, side=side
-        )
+        """A vanished partner: noted, and acted on at the end of the cycle.
+
+        The mass-delete guard must judge a cycle's vanished records together: acting on each
+        as it is found would let an outage that answers 404 for every OT cancel work orders
+        one at a time, each passing the guard on its own.
+        """
+        self._vanished[side][link.cm_id] = link
+
+    def _settle_vanished(self) -> None:
+        """Every partner that vanished this cycle, through the guard at once."""
+        total = max(1, self.ledger.count_links(self.name, "active"))
+        for side in ("mt", "cm"):
+            links = list(self._vanished[side].values())
+            self._handle_missing(links, total, self._reads_ok[side], side=side)
+        self._vanished = {"cm": {}, "mt": {}}
 
     def _handle_missing(self, links: list[Link], total: int, reads_ok: int, *, side: str) -> None:
         if not links:
@@ -1369,8 +1386,9 @@ class WorkOrderSync(Stream):
                 self.cm.get_work_order(int(link.cm_id))
             except NotFound:
                 confirmed.append(link)
-        total = self.ledger.count_links(self.name, "active")
-        self._handle_missing(confirmed, total, len(seen), side="cm")
+        for link in confirmed:
+            self._partner_missing(link, "cm")
+        self._reads_ok["cm"] += len(seen)
         if not self.rt.dry_run:
             self.ledger.set_meta("wo_last_reconcile", utcnow())
 

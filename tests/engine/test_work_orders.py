@@ -16,7 +16,7 @@ from syncd.engine import probe_gaps
 from syncd.engine.records import find_marker, strip_marker
 from syncd.sandbox.clickmaint_sim import ClickMaintVariant
 
-from .harness import Harness, make_harness
+from .harness import Harness, Rewrite, make_harness
 
 
 def new_wo(h: Harness, title: str = "Cambio de filtros", **fields) -> int:
@@ -241,6 +241,38 @@ def test_mass_delete_guard_refuses_an_outage_that_looks_like_deletions(h: Harnes
     assert report.counts["delete_guard"] == 1
     assert all(h.cm.work_orders[wo]["status_id"] != 6 for wo in wos)
     assert any("mass-delete guard" in n for n in report.notes)
+
+
+def test_mass_delete_guard_counts_partners_found_gone_one_record_at_a_time(
+    h: Harness,
+) -> None:
+    """An outage that answers 404 for every OT, found while syncing edited work orders one
+    by one: the guard judges the cycle's vanished partners together and cancels nothing."""
+    wos = [new_wo(h, f"W{i}") for i in range(30)]
+    h.quiet_sync()
+    h.cm.clock.advance(10)
+    for wo in wos[:15]:
+        h.cm.update_work_order(wo, {"title": f"edited {wo}"})
+
+    def outage(request: httpx.Request) -> httpx.Response | None:
+        if request.method == "GET" and "/detalle/" in request.url.path:
+            return httpx.Response(
+                404, text="<h1>Not Found</h1>", headers={"content-type": "text/html"}
+            )
+        return None
+
+    rewrite = Rewrite(h.mt_transport.inner)
+    rewrite.raw = lambda request, _response: outage(request)
+    h.mt_transport.inner = rewrite
+    report = h.sync()
+    assert report.counts["delete_guard"] == 1
+    assert all(h.cm.work_orders[wo]["status_id"] != 6 for wo in wos)
+    ledger = h.ledger()
+    assert all(link.state == "active" for link in ledger.iter_links("work_orders", state=None))
+    ledger.close()
+    rewrite.raw = None  # the server is back: the edits go through, nothing was lost
+    h.quiet_sync()
+    assert all(h.mt.ots[mt_for(h, wo)]["descripcion_corta"].startswith("edited") for wo in wos[:15])
 
 
 def test_deleted_work_order_cancels_ot_via_reconciliation(h: Harness) -> None:
