@@ -220,3 +220,15 @@ def m003_link_marker(db: Database) -> None:
     still names its source.
     """
     db.execute("ALTER TABLE links ADD COLUMN marker TEXT NOT NULL DEFAULT ''")
+
+
+@MIGRATIONS()
+def m004_link_dirty_seq(db: Database) -> None:
+    """A counter of the times a link was marked dirty from outside the sync cycle.
+
+    `syncd conflicts resolve` marks a link dirty while the daemon may hold the same link in
+    memory; the daemon's save at the end of that pair writes its copy back.  The counter tells
+    the save that the row was marked since it was read, so the mark is kept instead of being
+    overwritten with the daemon's older `dirty = 0` (`Ledger.save_link`).
+    """
+    db.execute("ALTER TABLE links ADD COLUMN dirty_seq INTEGER NOT NULL DEFAULT 0")

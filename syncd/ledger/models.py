@@ -36,6 +36,9 @@ class Link:
     mt_open: bool = True
     #: needs a merge pass even if neither side shows a new change (fresh link, resolved conflict)
     dirty: bool = False
+    #: how many times the row had been marked dirty from outside the cycle when it was read
+    #: (`Ledger.resolve_conflict`); a save of an older read keeps the row dirty
+    dirty_seq: int = 0
     origin: str = ""
     #: the marker text of the create behind this link (kept in the created record)
     marker: str = ""

@@ -39,6 +39,10 @@ from .models import (
 LIVE_INTENT_STATES = ("pending", "sent", "unknown")
 
 
+class LinkTaken(sqlite3.IntegrityError):
+    """A save would give a linked record a second partner (links never change partner)."""
+
+
 def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
 
@@ -127,6 +131,7 @@ class Ledger:
             state=row["state"],
             mt_open=bool(row["mt_open"]),
             dirty=bool(row["dirty"]),
+            dirty_seq=int(row.get("dirty_seq") or 0),
             origin=row["origin"],
             marker=row.get("marker", "") or "",
             created_at=row["created_at"],
@@ -145,47 +150,91 @@ class Ledger:
         return None if row is None else self._link(row)
 
     def save_link(self, link: Link) -> Link:
+        """Insert a new link or update the existing one (same `cm_id` and `mt_id`).
+
+        A link never changes partner: saving a link whose Click Maint id is already linked to
+        another OT, or whose OT is already linked to another work order, raises `LinkTaken`
+        (re-pointing a link silently would leave one record unsynced and mirror the other onto
+        the wrong partner).
+
+        `dirty` is written as given unless the row was marked dirty from outside the cycle
+        (`resolve_conflict`) after `link` was read (`dirty_seq` moved): that mark is kept, so
+        a decision taken while the daemon held the link is not lost.
+        """
         now = utcnow()
         link.updated_at = now
         if not link.created_at:
             link.created_at = now
-        self._write(
-            """
-            INSERT INTO links (stream, cm_id, mt_id, base_cm, base_mt, cm_seen, mt_seen, cm_hash,
-                               mt_hash, cm_updated_at, mt_read_at, state, mt_open, dirty, origin,
-                               marker, created_at, updated_at)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-            ON CONFLICT (stream, cm_id) DO UPDATE SET
-                mt_id = excluded.mt_id, base_cm = excluded.base_cm, base_mt = excluded.base_mt,
-                cm_seen = excluded.cm_seen, mt_seen = excluded.mt_seen,
-                cm_hash = excluded.cm_hash, mt_hash = excluded.mt_hash,
-                cm_updated_at = excluded.cm_updated_at, mt_read_at = excluded.mt_read_at,
-                state = excluded.state,
-                mt_open = excluded.mt_open, dirty = excluded.dirty, origin = excluded.origin,
-                marker = excluded.marker,
-                updated_at = excluded.updated_at
-            """,
-            (
-                link.stream,
-                link.cm_id,
-                link.mt_id,
-                _dumps(link.base_cm),
-                _dumps(link.base_mt),
-                _dumps(link.cm_seen),
-                _dumps(link.mt_seen),
-                link.cm_hash,
-                link.mt_hash,
-                link.cm_updated_at,
-                link.mt_read_at,
-                link.state,
-                int(link.mt_open),
-                int(link.dirty),
-                link.origin,
-                link.marker,
-                link.created_at,
-                link.updated_at,
-            ),
+        values = (
+            _dumps(link.base_cm),
+            _dumps(link.base_mt),
+            _dumps(link.cm_seen),
+            _dumps(link.mt_seen),
+            link.cm_hash,
+            link.mt_hash,
+            link.cm_updated_at,
+            link.mt_read_at,
+            link.state,
+            int(link.mt_open),
+            link.origin,
+            link.marker,
         )
+        with self.transaction():
+            by_cm = self._row(
+                "SELECT mt_id, dirty_seq FROM links WHERE stream = ? AND cm_id = ?",
+                (link.stream, link.cm_id),
+            )
+            by_mt = self._row(
+                "SELECT cm_id FROM links WHERE stream = ? AND mt_id = ?",
+                (link.stream, link.mt_id),
+            )
+            if by_cm is not None and by_cm["mt_id"] != link.mt_id:
+                raise LinkTaken(
+                    f"{link.stream}: Click Maint {link.cm_id} is already linked to "
+                    f"mantenimiento {by_cm['mt_id']}; refusing to link it to {link.mt_id}"
+                )
+            if by_mt is not None and by_mt["cm_id"] != link.cm_id:
+                raise LinkTaken(
+                    f"{link.stream}: mantenimiento {link.mt_id} is already linked to "
+                    f"Click Maint {by_mt['cm_id']}; refusing to link it to {link.cm_id}"
+                )
+            if by_cm is None:
+                self.db.execute(
+                    """
+                    INSERT INTO links (stream, cm_id, mt_id, base_cm, base_mt, cm_seen, mt_seen,
+                                       cm_hash, mt_hash, cm_updated_at, mt_read_at, state,
+                                       mt_open, origin, marker, dirty, dirty_seq, created_at,
+                                       updated_at)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    """,
+                    (
+                        link.stream,
+                        link.cm_id,
+                        link.mt_id,
+                        *values,
+                        int(link.dirty),
+                        link.dirty_seq,
+                        link.created_at,
+                        link.updated_at,
+                    ),
+                )
+            else:
+                marked_since_read = int(by_cm["dirty_seq"]) != link.dirty_seq
+                self.db.execute(
+                    """
+                    UPDATE links SET base_cm = ?, base_mt = ?, cm_seen = ?, mt_seen = ?,
+                        cm_hash = ?, mt_hash = ?, cm_updated_at = ?, mt_read_at = ?, state = ?,
+                        mt_open = ?, origin = ?, marker = ?, dirty = ?, updated_at = ?
+                    WHERE stream = ? AND cm_id = ?
+                    """,
+                    (
+                        *values,
+                        int(link.dirty or marked_since_read),
+                        link.updated_at,
+                        link.stream,
+                        link.cm_id,
+                    ),
+                )
         return link
 
     def iter_links(
@@ -497,8 +546,11 @@ class Ledger:
                 "resolved_by = ?, resolved_at = ?, updated_at = ? WHERE id = ?",
                 (resolution, _dumps(value), by, utcnow(), utcnow(), conflict_id),
             )
+            # dirty_seq: a daemon that read the link before this commit keeps it dirty when
+            # it saves its copy (save_link)
             self.db.execute(
-                "UPDATE links SET dirty = 1, updated_at = ? WHERE stream = ? AND cm_id = ?",
+                "UPDATE links SET dirty = 1, dirty_seq = dirty_seq + 1, updated_at = ? "
+                "WHERE stream = ? AND cm_id = ?",
                 (utcnow(), row["stream"], row["cm_id"]),
             )
 

@@ -60,6 +60,7 @@ def test_upgrade_from_every_older_version_keeps_data(
         assert schema_version(upgraded.db)[: len(applied)] == applied
         link = upgraded.get_link("work_orders", mt_id="1001")
         assert link is not None and link.base_cm == {"title": "Ñ"} and link.marker == ""
+        assert (link.dirty, link.dirty_seq) == (False, 0)
         assert upgraded.live_intents("work_orders")[0].source_id == "6"
         assert upgraded.history(cm_id="5")[0].action == "created_mt"
         assert upgraded.get_cursor("work_orders", "cm_watermark") == "2026-01-01T00:00:00Z"
@@ -87,6 +88,10 @@ def test_unique_ids_on_both_sides(tmp_path: Path) -> None:
     ledger.save_link(Link("work_orders", "1", "100"))
     with pytest.raises(sqlite3.IntegrityError):
         ledger.save_link(Link("work_orders", "2", "100"))  # one OT, two work orders: refused
+    with pytest.raises(sqlite3.IntegrityError):
+        ledger.save_link(Link("work_orders", "1", "200"))  # one work order, two OTs: refused
+    link = ledger.get_link("work_orders", cm_id="1")
+    assert link is not None and link.mt_id == "100"
     ledger.close()
 
 
