@@ -61,6 +61,10 @@ def reason_of(exc: Exception) -> str:
     return text
 
 
+#: how long an unknown `sort=updated_at` answer is kept before the probe is repeated
+UNKNOWN_SORT_RECHECK = timedelta(minutes=10)
+
+
 def capabilities_key(path: str) -> str:
     return "cm_capabilities" if path == "/work_orders" else f"cm_capabilities:{path}"
 
@@ -378,9 +382,15 @@ class Stream:
         if cached:
             caps = Capabilities.from_dict(cached)
             detected = parse_iso(caps.detected_at, "detected_at") if caps.detected_at else None
-            fresh = detected is not None and datetime.now(UTC) - detected < ttl
-            if fresh and caps.updated_at_filter is not None:
-                return caps
+            age = datetime.now(UTC) - detected if detected is not None else None
+            if age is not None and age < ttl and caps.updated_at_filter is not None:
+                if caps.updated_at_sort is not None:
+                    return caps
+                # every record stamped in one second: the sort answer is asked again soon,
+                # not after the whole TTL (an unknown filter answer, an empty account, costs
+                # one request and is asked every cycle)
+                if age < UNKNOWN_SORT_RECHECK:
+                    return caps
         caps = self.cm.detect_capabilities(path)
         self.log.info("clickmaint.capabilities", path=path, **caps.to_dict())
         if not self.rt.dry_run:

@@ -293,7 +293,11 @@ class ClickMaintClient:
 
     # -- capability detection -----------------------------------------------------------
     def detect_capabilities(self, path: str = "/work_orders") -> Capabilities:
-        """Probe what the docs leave open; ~3 requests, cached by the caller for a day."""
+        """Probe what the docs leave open; 3-4 requests, cached by the caller for a day.
+
+        An answer that cannot be told yet stays None (an empty account; a listing whose every
+        record shares one `updated_at` second) and the caller probes again next cycle.
+        """
         caps = Capabilities(detected_at=iso(datetime.now(UTC)))
         wide = self.list_page(path, page=1, per_page=1000)
         caps.per_page_cap = max(1, min(wide.per_page, 1000))
@@ -311,4 +315,14 @@ class ClickMaintClient:
         stamps = [str(item.get("updated_at") or "") for item in asc.items]
         if len(set(stamps)) >= 2:
             caps.updated_at_sort = stamps == sorted(stamps)
+        elif stamps and asc.total > len(asc.items):
+            # The oldest page shares one second (a bulk import): the other end of the list
+            # tells.  A server that honours the sort puts the newest record first, a different
+            # one with a later stamp unless every record shares that second; one that ignores
+            # it answers both sorts in its default order, with the same record first.
+            desc = self.list_page(path, page=1, per_page=1, sort="updated_at desc")
+            top = desc.items[0] if desc.items else {}
+            top_stamp = str(top.get("updated_at") or "")
+            if top_stamp > stamps[0] and top.get("id") != asc.items[0].get("id"):
+                caps.updated_at_sort = True
         return caps

@@ -3,14 +3,18 @@ page drift while paging, equal `updated_at` across a page boundary, clock skew."
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 
+from syncd.engine.cursor import choose_strategy
 from syncd.engine.records import strip_marker
+from syncd.engine.run import UNKNOWN_SORT_RECHECK
 from syncd.sandbox.clickmaint_sim import ClickMaintVariant
 from syncd.sandbox.faults import FaultConfig
+from syncd.systems.clickmaint import Capabilities, iso
 
 from .harness import Harness, make_harness
 
@@ -35,31 +39,140 @@ def assert_everything_mirrored(h: Harness) -> None:
     assert h.disagreements() == []
 
 
+class ListQueries:
+    """Records the query of every `GET /work_orders` list request (the scan's shape)."""
+
+    def __init__(self, h: Harness) -> None:
+        self.seen: list[dict[str, str]] = []
+        h.cm_transport.before = self._note
+
+    def _note(self, request: httpx.Request) -> None:
+        if request.method == "GET" and request.url.path.endswith("/work_orders"):
+            self.seen.append(dict(request.url.params))
+        return None
+
+    @staticmethod
+    def is_probe(q: dict[str, str]) -> bool:
+        """Capability probes: the wide page, the future filter, the sorts without a filter
+        (`updated_at desc` is the desc scan's, but the probe asks for one item)."""
+        unfiltered_asc = q.get("sort") == "updated_at asc" and not any(
+            k.startswith("filter[") for k in q
+        )
+        return q.get("per_page") in ("1000", "1") or unfiltered_asc
+
+    def probes(self) -> list[dict[str, str]]:
+        return [q for q in self.seen if self.is_probe(q)]
+
+    def strategies(self) -> set[str]:
+        """The strategy each list request belongs to, told from its sort and filter."""
+        found = set()
+        for q in self.seen:
+            if self.is_probe(q):
+                continue
+            sort, since = q.get("sort"), "filter[updated_at_gteq]" in q
+            if sort == "updated_at asc" and since:
+                found.add("keyset")
+            elif sort == "id asc" and "filter[updated_at_lteq]" in q:
+                found.add("keyset")  # keyset reading a second that fills more than a page
+            elif sort == "updated_at desc" and not since:
+                found.add("desc")
+            elif sort is None and since:
+                found.add("filter")
+            elif sort is None and not since:
+                found.add("full")
+            else:
+                found.add(f"other: {q}")
+        return found
+
+
+def stored_strategy(h: Harness) -> str:
+    ledger = h.ledger()
+    try:
+        return choose_strategy(Capabilities.from_dict(ledger.get_meta("cm_capabilities")))
+    finally:
+        ledger.close()
+
+
 @pytest.mark.parametrize(
-    "variant",
+    ("variant", "strategy"),
     [
-        ClickMaintVariant(),
-        ClickMaintVariant(updated_at_filter=False),
-        ClickMaintVariant(updated_at_sort=False),
-        ClickMaintVariant(updated_at_filter=False, updated_at_sort=False),
-        ClickMaintVariant(per_page_cap=7),
+        (ClickMaintVariant(), "keyset"),
+        (ClickMaintVariant(updated_at_filter=False), "desc"),
+        (ClickMaintVariant(updated_at_sort=False), "filter"),
+        (ClickMaintVariant(updated_at_filter=False, updated_at_sort=False), "full"),
+        (ClickMaintVariant(per_page_cap=7), "keyset"),
     ],
     ids=["keyset", "desc", "filter", "full", "small-pages"],
 )
-def test_every_capability_variant_converges(tmp_path: Path, variant: ClickMaintVariant) -> None:
+def test_every_capability_variant_converges(
+    tmp_path: Path, variant: ClickMaintVariant, strategy: str
+) -> None:
     h = make_harness(tmp_path, variant=variant)
-    ids = [h.cm.create_work_order({"title": f"WO {i}"})["id"] for i in range(40)]
+    ids = []
+    for i in range(40):
+        ids.append(h.cm.create_work_order({"title": f"WO {i}"})["id"])
+        h.cm.clock.advance(1)  # one second apart: the sort probe needs distinct stamps
     h.quiet_sync()
+    assert stored_strategy(h) == strategy
     for wo in ids[::3]:
         h.cm.update_work_order(wo, {"title": f"edited {wo}", "status_id": 3})
     h.cm.clock.advance(10)  # past the lag
+    queries = ListQueries(h)
     h.quiet_sync()
+    assert queries.strategies() == {strategy}  # what the scan really sent
     assert_everything_mirrored(h)
     for wo in ids[::3]:
         ledger = h.ledger()
         mt_id = int(ledger.get_link("work_orders", cm_id=str(wo)).mt_id)
         ledger.close()
         assert h.mt.ots[mt_id]["descripcion_corta"] == f"edited {wo}"
+
+
+def age_capabilities(h: Harness, by: timedelta) -> None:
+    """Time passes for the cached capability answers (their `detected_at` moves back)."""
+    ledger = h.ledger()
+    try:
+        caps = Capabilities.from_dict(ledger.get_meta("cm_capabilities"))
+        detected = datetime.strptime(caps.detected_at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        caps.detected_at = iso(detected - by)
+        ledger.set_meta("cm_capabilities", caps.to_dict())
+    finally:
+        ledger.close()
+
+
+def test_an_unknown_sort_answer_is_probed_again_within_minutes(tmp_path: Path) -> None:
+    """Every work order stamped in one second: the sort probe cannot tell and the scan falls
+    back to filtered offset pages.  Once the stamps differ, the probe is repeated after
+    UNKNOWN_SORT_RECHECK (not after `capability_ttl_hours`) and the scan switches to keyset;
+    a cycle in between does not probe (an idle cycle stays cheap)."""
+    h = make_harness(tmp_path)
+    h.cm.clock.freeze(datetime.now(UTC).replace(microsecond=0))
+    ids = [h.cm.create_work_order({"title": f"bulk {i}"})["id"] for i in range(30)]
+    h.cm.clock.freeze(None)
+    h.quiet_sync()
+    ledger = h.ledger()
+    caps = ledger.get_meta("cm_capabilities")
+    ledger.close()
+    assert caps["updated_at_filter"] is True and caps["updated_at_sort"] is None
+    assert stored_strategy(h) == "filter"
+    h.cm.clock.advance(5)
+    h.cm.update_work_order(ids[0], {"title": "edited later"})
+    h.cm.clock.advance(10)
+    queries = ListQueries(h)
+    h.quiet_sync()
+    assert queries.strategies() == {"filter"} and not queries.probes()
+    age_capabilities(h, UNKNOWN_SORT_RECHECK + timedelta(seconds=30))
+    queries.seen.clear()
+    h.sync()
+    assert queries.probes() and stored_strategy(h) == "keyset"
+    assert queries.strategies() == {"keyset"}
+    # both answers known: cached for the TTL, even when it was detected a while ago
+    age_capabilities(h, UNKNOWN_SORT_RECHECK + timedelta(seconds=30))
+    queries.seen.clear()
+    h.sync()
+    assert queries.seen and not queries.probes()
+    assert queries.strategies() == {"keyset"}
+    assert_everything_mirrored(h)
 
 
 def test_more_records_in_one_second_than_a_page(tmp_path: Path) -> None:

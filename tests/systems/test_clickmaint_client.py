@@ -123,6 +123,41 @@ def test_capability_detection_plays_every_variant(make_cm_client, variant, expec
         assert getattr(caps, key) == value, key
 
 
+@pytest.mark.parametrize("honoured", [True, False])
+def test_sort_probe_looks_past_a_first_page_stamped_in_one_second(make_cm_client, honoured) -> None:
+    """A bulk import puts the oldest (or, in default order, the newest) 60 work orders in one
+    second: the asc page alone cannot tell, the newest record asked for with `desc` can."""
+    from datetime import UTC, datetime
+
+    import httpx
+
+    sim = ClickMaintSim(variant=ClickMaintVariant(updated_at_sort=honoured))
+    sim.clock.freeze(datetime(2026, 3, 1, 8, 0, tzinfo=UTC))
+    _seed(sim, 60)
+    sim.clock.advance(30)
+    if honoured:
+        sim.update_work_order(WO1 + 7, {"title": "edited later"})
+    else:
+        # default order is created_at desc: the asc request sees the bulk first either way
+        sim.work_orders[WO1]["updated_at"] = sim.clock.now_seconds()
+    client = make_cm_client(transport=httpx.WSGITransport(app=sim))
+    caps = client.detect_capabilities()
+    assert caps.updated_at_filter is True
+    # honoured: told by the desc probe; ignored: both sorts answer the default order, so the
+    # answer stays unknown (never a wrong "yes") and the engine probes again next cycle
+    assert caps.updated_at_sort is (True if honoured else None)
+    assert client.http.stats.total == 4
+
+
+def test_sort_probe_on_a_single_second_account_stays_unknown(make_cm_client, cm_sim) -> None:
+    from datetime import UTC, datetime
+
+    cm_sim.clock.freeze(datetime(2026, 3, 1, 8, 0, tzinfo=UTC))
+    _seed(cm_sim, 60)
+    caps = make_cm_client().detect_capabilities()
+    assert caps.updated_at_filter is True and caps.updated_at_sort is None
+
+
 def test_empty_account_capabilities_are_unknown(make_cm_client) -> None:
     caps = make_cm_client().detect_capabilities()
     assert caps.updated_at_filter is None and caps.updated_at_sort is None
