@@ -672,9 +672,30 @@ class WorkOrderSync(Stream):
             self.ledger.set_cursor(self.name, "mt_high_water", str(max(current, high_water)))
         # out-of-scope OTs whose time has come (e.g. a preventive OT entering the horizon)
         for due_id in self.ledger.mt_index_due(utcnow()):
-            ot = self._probe_ot(due_id)
-            if ot is not None and not ot.get("_unusable"):
-                self._on_new_mt(ot)
+            self._recheck_out_of_scope(due_id)
+
+    def _recheck_out_of_scope(self, ot_id: int) -> None:
+        """Read an out-of-scope OT whose check is due, and take it off the due list.
+
+        The due list is read oldest first and in bounded batches, so a row left due would be
+        read every cycle and, once enough piled up, keep newly due OTs from ever being read:
+        the row ends linked, gone, out of scope until a later check, or (unreadable) due again
+        in an hour.
+        """
+        ot = self._probe_ot(ot_id)
+        if ot is not None and not ot.get("_unusable"):
+            self._on_new_mt(ot)
+        if self.rt.dry_run:
+            return
+        if ot is None:
+            self.ledger.mt_index_set(ot_id, "gone", "not in mantenimiento any more")
+        elif self.ledger.get_link(self.name, mt_id=str(ot_id)) is not None:
+            self.ledger.mt_index_set(ot_id, "linked", "in scope")
+        else:
+            row = self.ledger.mt_index_get(ot_id) or {}
+            if row.get("status") == "out_of_scope" and (row.get("next_check_at") or "") <= utcnow():
+                later = iso_z(datetime.now(UTC) + timedelta(hours=1))
+                self.ledger.mt_index_set(ot_id, "out_of_scope", row.get("reason") or "", later)
 
     def _probe_ot(self, ot_id: int) -> dict[str, Any] | None:
         """One OT read by id while discovering: None if there is none.  An OT whose detail

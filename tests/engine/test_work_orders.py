@@ -639,3 +639,40 @@ def test_a_first_probe_rechecks_only_the_gaps_near_the_top(tmp_path: Path) -> No
     assert sorted(kept) == [ids[-2]]
     linked = {int(mt_id) for _, mt_id in h.pairs()}
     assert linked == set(ids) - {ids[3], ids[10], ids[-2]}
+
+
+def test_a_preventive_ot_outside_the_horizon_waits_then_links_once_and_leaves_the_due_list(
+    h: Harness,
+) -> None:
+    """Scope in the engine: a preventive OT 40 days out is not copied; once it comes inside
+    the horizon it is, and its index row leaves the due list (a row left due would be read
+    every cycle and, piled up, starve newly due OTs)."""
+    start = datetime.now(UTC) + timedelta(days=40)
+    ot = new_ot(
+        h,
+        "Preventivo trimestral",
+        tipo="PREVENTIVA",
+        inicio_programado=start.isoformat(),
+        fin_programado=(start + timedelta(hours=2)).isoformat(),
+    )
+    h.quiet_sync()
+    assert not any(int(m) == ot for _, m in h.pairs()) and not h.cm.work_orders
+    ledger = h.ledger()
+    assert ledger.mt_index_get(ot)["status"] == "out_of_scope"
+    soon = datetime.now(UTC) + timedelta(days=10)
+    h.mt.update_ot(ot, inicio_programado=soon, fin_programado=soon + timedelta(hours=2))
+    ledger.db.execute("UPDATE mt_index SET next_check_at = '2000-01-01T00:00:00.000Z'")
+    ledger.close()
+    h.quiet_sync()
+    assert any(int(m) == ot for _, m in h.pairs()) and len(h.cm.work_orders) == 1
+    ledger = h.ledger()
+    assert ledger.mt_index_get(ot)["status"] == "linked"
+    assert ledger.mt_index_due("9999-01-01T00:00:00.000Z") == []
+    ledger.close()
+    reads: list[str] = []
+    h.mt_transport.before = lambda r: (
+        reads.append(r.url.path) if f"/ot/{ot}/" in r.url.path else None
+    )
+    for _ in range(3):
+        h.sync()
+    assert len(reads) == 3  # the open linked OT's re-read, once per cycle, nothing more
