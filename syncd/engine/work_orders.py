@@ -63,6 +63,10 @@ from .run import (
 CLOSED_ESTADOS = ("REALIZADA", "CANCELADA")
 
 
+#: cursor name prefix of an interrupted resync's Click Maint checkpoint
+RESYNC_PROGRESS = "resync_cm_progress"
+
+
 class WorkOrderSync(Stream):
     name = "work_orders"
 
@@ -389,11 +393,14 @@ class WorkOrderSync(Stream):
     # ======================================================================================
     def _scan_clickmaint(self, caps: Capabilities, *, full: bool, since: str | None) -> None:
         resync = full or since is not None
-        progress_key = "resync_cm_progress"
+        start = iso_z(parse_iso(since, "--since")) if since and not full else None
+        # one checkpoint per resync question: a --full run must not resume an interrupted
+        # --since run (it would skip everything older), nor one --since run another's
+        progress_key = f"{RESYNC_PROGRESS} " + (f"since {start}" if start else "full")
         if resync:
             # continue an interrupted resync, else start at --since (or the beginning)
             resumed = self.ledger.get_cursor(self.name, progress_key)
-            watermark = resumed or (iso_z(parse_iso(since, "--since")) if since else None)
+            watermark = resumed or start
         else:
             watermark = self.ledger.get_cursor(self.name, "cm_watermark")
         scan = self.clickmaint_scan(
@@ -412,7 +419,12 @@ class WorkOrderSync(Stream):
             self.rt.progress("clickmaint pages", scan.report.pages, None)
         self.report.counts["cm_pages"] += scan.report.pages
         if resync and scan.report.complete and not self.rt.dry_run:
-            self.ledger.delete_cursor(self.name, progress_key)
+            for row in self.ledger.cursors(self.name):
+                # a complete --full pass answers every interrupted resync's question too
+                if row["name"] == progress_key or (
+                    start is None and row["name"].startswith(RESYNC_PROGRESS)
+                ):
+                    self.ledger.delete_cursor(self.name, row["name"])
             final = scan.report.final_watermark
             current = self.ledger.get_cursor(self.name, "cm_watermark")
             if final and (current is None or final > current):

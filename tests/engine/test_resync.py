@@ -54,7 +54,7 @@ def test_an_interrupted_resync_resumes_where_it_stopped(h: Harness) -> None:
     h.cm_transport.before = second_page_down
     failed = h.sync(kind="resync", full=True)
     assert failed.status == "failed"
-    checkpoint = cursor(h, "resync_cm_progress")
+    checkpoint = cursor(h, "resync_cm_progress full")
     assert checkpoint is not None  # the first page is done and remembered
     assert len(h.pairs()) == 100
 
@@ -65,12 +65,33 @@ def test_an_interrupted_resync_resumes_where_it_stopped(h: Harness) -> None:
     assert resumed.status == "ok", resumed.error
     # it went on from the checkpoint: the two pages left, never the first one again
     assert len(asked) == 2 and all(since > "2000" for since in asked), asked
-    assert cursor(h, "resync_cm_progress") is None  # finished: nothing left to resume
+    assert cursor(h, "resync_cm_progress full") is None  # finished: nothing left to resume
     assert cursor(h, "cm_watermark") is not None
     linked = {int(cm) for cm, _ in h.pairs()}
     assert linked == set(ids)
     assert len(h.mt.ots) == 250  # each work order exactly one OT, none created twice
     assert h.quiet_sync().writes == 0
+
+
+def test_a_full_resync_does_not_resume_an_interrupted_since_resync(h: Harness) -> None:
+    """Each resync question keeps its own checkpoint: `--full` after an interrupted
+    `--since` starts at the beginning, and its completion clears both checkpoints."""
+    ids = seed_work_orders(h, 250)
+    since = h.cm.work_orders[ids[50]]["updated_at"]  # 200 newer: two pages
+
+    def down_after_first_page(request: httpx.Request) -> Exception | None:
+        if request.url.path.endswith("/work_orders") and len(h.mt.ots) >= 100:
+            return httpx.ConnectError("connection refused")
+        return None
+
+    h.cm_transport.before = down_after_first_page
+    assert h.sync(kind="resync", since=str(since)).status == "failed"
+    assert len(h.pairs()) == 100  # the first page of the --since run, checkpointed
+    h.cm_transport.before = lambda _request: None
+    assert h.sync(kind="resync", full=True).status == "ok"
+    assert len(h.pairs()) == 250  # everything, not only what is newer than --since
+    names = [c["name"] for c in h.ledger().cursors("work_orders")]
+    assert not any(n.startswith("resync_cm_progress") for n in names), names
 
 
 def test_resync_since_recovers_changes_the_watermark_skipped(h: Harness) -> None:
