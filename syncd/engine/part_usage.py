@@ -19,13 +19,14 @@ updates and reconcile, which change stock, not usage).  Such records are logged 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from ..faultpoints import crashpoint
-from ..ledger.models import Fact, Intent, utcnow
+from ..ledger.models import Fact, Intent, Link, iso_ms, utcnow
 from ..systems.errors import (
     BadResponse,
     NotFound,
@@ -49,6 +50,9 @@ WHY_NOT = {
 #: a usage whose work order is still not linked after this long is recorded as not mirrored
 WAIT_FOR_LINK = timedelta(days=7)
 MARKER_PREFIX = "⟦syncd tx:"
+#: cursor: closed OTs whose link was saved since this instant get their materials read
+CLOSED_CURSOR = "closed_materials_since"
+CLOSED_MARGIN = timedelta(minutes=1)
 #: materiales-utilizados `cantidad` is a Decimal(12, 2)
 MAX_QUANTITY = Decimal("9999999999.99")
 
@@ -119,13 +123,16 @@ class PartUsageSync(Stream):
         self._sweep_histories()
         self._retry_waiting()
         self._retry_quarantine()
-        # one GET per open linked OT: as heavy as the work_orders re-read, so it follows the
-        # same knob (full passes and resyncs always look)
+        # one GET per linked OT looked at: as heavy as the work_orders re-read, so it follows
+        # the same knobs (full passes and resyncs always look at every OT)
         cycle_no = int(self.ledger.get_meta("pu_cycle_no", 0) or 0) + 1
         if not self.rt.dry_run:
             self.ledger.set_meta("pu_cycle_no", cycle_no)
-        if full or cycle_no % self.config.mantenimiento.open_reread_every == 0:
-            self._reverse_direction()
+        mt_cfg = self.config.mantenimiento
+        open_due = full or cycle_no % mt_cfg.open_reread_every == 0
+        closed_due = full or cycle_no % mt_cfg.closed_reread_every == 0
+        if open_due or closed_due:
+            self._reverse_direction(open_ots=open_due, all_closed=closed_due)
 
     # -- discovery --------------------------------------------------------------------------
     def _scan_parts(self, *, full: bool) -> None:
@@ -253,7 +260,9 @@ class PartUsageSync(Stream):
             part_id=str(part.get("id")),
             part_number=_part_number(part),
         )
-        _read_into(fact, tx)  # a fact not decided yet takes what the server says now
+        _read_into(fact, tx)  # a fact not decided yet takes what the server says now ...
+        if _part_number(part):  # ... its part's number included (it may have been corrected)
+            fact.part_id, fact.part_number = str(part.get("id")), _part_number(part)
         self._decide(fact, tx)
 
     def _decide(self, fact: Fact, tx: dict[str, Any]) -> None:
@@ -459,8 +468,10 @@ class PartUsageSync(Stream):
                 if fact.part_id and fact.part_id.isdigit() and fact.source_id.isdigit():
                     tx = self.cm.get_transaction(int(fact.part_id), int(fact.source_id))
                     _read_into(fact, tx)
-                    if not fact.part_number:
-                        fact.part_number = _part_number(self.cm.get_part(int(fact.part_id)))
+                    # the part as it is now: a number corrected in Click Maint (the usual fix
+                    # for "no Material with sku ...") must release the transaction
+                    number = _part_number(self.cm.get_part(int(fact.part_id)))
+                    fact.part_number = number or fact.part_number
                 self._materials.pop(self._sku(fact.part_number or ""), None)
                 self._decide(fact, tx)
             except NotFound:
@@ -482,10 +493,28 @@ class PartUsageSync(Stream):
         }
 
     # -- mantenimiento -> Click Maint ------------------------------------------------------
-    def _reverse_direction(self) -> None:
-        """Materials recorded by people on linked open OTs: logged once as not mirrorable."""
+    def _links_to_look_at(self, *, open_ots: bool, all_closed: bool) -> Iterator[Link]:
+        """Open linked OTs (when due), and closed ones: every one on the `closed_reread_every`
+        schedule, and in between those whose link changed since the previous pass, which
+        includes every OT closed since then (its final materials are read at once)."""
+        if open_ots:
+            yield from self.ledger.iter_links("work_orders", state="active", mt_open=True)
+        since = None if all_closed else self.ledger.get_cursor(self.name, CLOSED_CURSOR)
+        yield from self.ledger.iter_links(
+            "work_orders", state="active", mt_open=False, updated_since=since
+        )
+
+    def _reverse_direction(self, *, open_ots: bool = True, all_closed: bool = False) -> None:
+        """Materials recorded by people on linked OTs: logged once as not mirrorable.
+
+        Closed OTs are looked at too: materials are often recorded when the job is finished,
+        and an OT closed before this pass ran would otherwise never be read.
+        """
         assert self.report is not None
-        for link in self.ledger.iter_links("work_orders", state="active", mt_open=True):
+        # links saved from here on are looked at next time (a margin covers saves that were
+        # stamped before this instant but committed after the listing read past them)
+        started = iso_ms(datetime.now(UTC) - CLOSED_MARGIN)
+        for link in self._links_to_look_at(open_ots=open_ots, all_closed=all_closed):
             self.rt.check_stop()
             try:
                 used = self.mt.materials_used(int(link.mt_id))
@@ -519,6 +548,8 @@ class PartUsageSync(Stream):
                     "not_mirrored",
                     "Click Maint's API has no endpoint that records part usage on a work order",
                 )
+        if not self.rt.dry_run:
+            self.ledger.set_cursor(self.name, CLOSED_CURSOR, started)
 
 
 def _stamp(value: Any) -> str | None:

@@ -244,10 +244,12 @@ class Ledger:
         state: str | None = "active",
         mt_open: bool | None = None,
         dirty: bool | None = None,
+        updated_since: str | None = None,
         chunk: int = 500,
     ) -> Iterator[Link]:
         """Links in insertion order, read in chunks: memory stays flat however many there are,
-        and callers may update links while iterating."""
+        and callers may update links while iterating.  `updated_since` (our clock, as
+        `utcnow()` writes it): only links saved at or after that instant."""
         sql = "SELECT rowid AS _rowid, * FROM links WHERE stream = ? AND rowid > ?"
         params: list[Any] = [stream]
         if state is not None:
@@ -259,6 +261,9 @@ class Ledger:
         if dirty is not None:
             sql += " AND dirty = ?"
             params.append(int(dirty))
+        if updated_since is not None:
+            sql += " AND updated_at >= ?"
+            params.append(updated_since)
         sql += " ORDER BY rowid LIMIT ?"
         last = 0
         while True:

@@ -1,0 +1,119 @@
+"""part_usage defects found in review: materials on OTs closed before the pass, a corrected
+part number."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import httpx
+import pytest
+
+import syncd.engine.part_usage as part_usage
+
+from .harness import Harness, make_harness
+from .test_part_usage import add_parts, linked_work_order, materials, usage_sync
+
+NO_ENDPOINT = "Click Maint's API has no endpoint that records part usage on a work order"
+
+
+@pytest.fixture
+def h(tmp_path: Path) -> Harness:
+    harness = make_harness(tmp_path)
+    harness.parts = add_parts(harness)  # type: ignore[attr-defined]
+    return harness
+
+
+def close_in_mantenimiento(h: Harness, ot: int) -> None:
+    end = datetime.now(UTC)
+    h.mt.close_ot(ot, fecha_inicio=end - timedelta(hours=1), fecha_fin=end)
+    h.quiet_sync()  # work_orders sees it closed (and completes the work order)
+    ledger = h.ledger()
+    try:
+        link = ledger.get_link("work_orders", mt_id=str(ot))
+        assert link is not None and link.mt_open is False
+    finally:
+        ledger.close()
+
+
+def reported(h: Harness, ot: int) -> list[str]:
+    ledger = h.ledger()
+    try:
+        return [
+            e.detail.get("reason")
+            for e in ledger.history(mt_id=str(ot))
+            if e.action == "not_mirrored"
+        ]
+    finally:
+        ledger.close()
+
+
+def test_materials_recorded_before_the_ot_closed_are_reported_not_mirrorable(h: Harness) -> None:
+    """The materials pass read open OTs only: a material recorded on an OT that was closed
+    before the pass came round was dropped without a trace."""
+    _wo, ot = linked_work_order(h)
+    usage_sync(h)  # a pass has looked at the OT while it was open and empty
+    material = next(iter(h.mt.materials))
+    h.mt.add_material_usage(ot, material, Decimal("2.00"), comentario="al cerrar la OT")
+    close_in_mantenimiento(h, ot)
+
+    assert usage_sync(h).counts["not_mirrored"] == 1
+    assert reported(h, ot) == [NO_ENDPOINT]
+    assert usage_sync(h).counts["not_mirrored"] == 0  # reported once
+
+
+def test_closed_ots_are_read_again_on_the_closed_reread_schedule(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A material added to an OT already closed (and already looked at) is found within
+    `closed_reread_every` passes; in between, an unchanged closed OT costs no request."""
+    monkeypatch.setattr(part_usage, "CLOSED_MARGIN", timedelta(0))
+    _wo, ot = linked_work_order(h)
+    close_in_mantenimiento(h, ot)
+    usage_sync(h)  # the final read after closing: nothing recorded
+    reads: list[int] = []
+
+    def count(request: httpx.Request) -> None:
+        if (
+            request.method == "GET"
+            and f"/{ot}/" in request.url.path
+            and "materiales" in (request.url.path)
+        ):
+            reads[-1] += 1
+
+    h.mt_transport.before = count
+    material = next(iter(h.mt.materials))
+    h.mt.add_material_usage(ot, material, Decimal("1.00"), comentario="después de cerrar")
+    found = []
+    for _ in range(h.config.mantenimiento.closed_reread_every):
+        reads.append(0)
+        found.append(usage_sync(h).counts["not_mirrored"])
+    assert sum(reads) == 1 and found == reads  # read once, and reported in that pass
+    assert reported(h, ot) == [NO_ENDPOINT]
+
+
+def test_a_part_number_corrected_in_click_maint_releases_its_transaction(h: Harness) -> None:
+    """A quarantined transaction kept the part number of its first read: correcting the
+    number in Click Maint (the fix for "no Material with sku ...") never released it."""
+    wo, ot = linked_work_order(h)
+    part = h.parts["FL_A"]  # type: ignore[attr-defined]
+    h.cm.parts[part]["number"] = "FL-A"  # a typo: no Material has that sku
+    tx = h.cm.add_transaction(part, "usage", 1, work_order_id=wo)
+    assert usage_sync(h).counts["quarantined"] == 1
+    h.cm.parts[part]["number"] = "FL_A"  # corrected in Click Maint
+    ledger = h.ledger()
+    try:
+        ledger.make_due("part_usage")
+    finally:
+        ledger.close()
+
+    assert usage_sync(h).counts["mirrored"] == 1
+    assert [h.mt.materials[m["material_id"]]["sku"] for m in materials(h, ot)] == ["FL_A"]
+    ledger = h.ledger()
+    try:
+        fact = ledger.get_fact("part_usage", "cm", str(tx["id"]))
+        assert fact is not None and (fact.state, fact.part_number) == ("mirrored", "FL_A")
+        assert ledger.list_quarantine("part_usage") == []
+    finally:
+        ledger.close()
