@@ -384,11 +384,33 @@ class Config(_Section):
 
         Stored in the ledger; when it changes, sync refuses to run until an explicit
         `syncd resync --rebaseline` (a mapping change must never silently rewrite every record).
+
+        `mapping.parts` is left out: it only decides part transactions not decided yet (a
+        mirrored or not-mirrored transaction is a fact, never revisited), and adding an entry
+        is the documented fix for a quarantined "no Material with sku ..." transaction, which
+        must not halt every stream.
         """
+        return self._fingerprint(with_parts=False)
+
+    def fingerprint_matches(self, stored: str | None) -> bool:
+        """Does a ledger's stored fingerprint accept this configuration?
+
+        Also accepts the fingerprint as computed before `mapping.parts` was left out, so that
+        upgrading does not halt an installation that has `[mapping.parts]` entries.
+        """
+        return stored is None or stored in (
+            self.mapping_fingerprint(),
+            self._fingerprint(with_parts=True),
+        )
+
+    def _fingerprint(self, *, with_parts: bool) -> str:
+        mapping = self.mapping.model_dump(mode="json")
+        if not with_parts:
+            mapping["parts"] = {}  # kept as an empty table: fingerprints without parts persist
         material = {
             "version": 1,
             "vocabularies": self.vocabularies.model_dump(mode="json"),
-            "mapping": self.mapping.model_dump(mode="json"),
+            "mapping": mapping,
             "scope": self.scope.model_dump(mode="json"),
             "statuses": self.clickmaint.statuses,
             "zones": [self.mantenimiento.server_timezone, self.mantenimiento.display_timezone],

@@ -1,5 +1,5 @@
 """part_usage defects found in review: materials on OTs closed before the pass, a corrected
-part number."""
+part number, and a `[mapping.parts]` entry that halted every stream."""
 
 from __future__ import annotations
 
@@ -117,3 +117,50 @@ def test_a_part_number_corrected_in_click_maint_releases_its_transaction(h: Harn
         assert ledger.list_quarantine("part_usage") == []
     finally:
         ledger.close()
+
+
+def test_a_parts_mapping_entry_needs_no_rebaseline_and_releases_the_transaction(
+    h: Harness,
+) -> None:
+    """`[mapping.parts]` changed the mapping fingerprint: the documented fix for an unmatched
+    part halted every stream until `syncd resync --rebaseline`."""
+    wo, ot = linked_work_order(h)  # work_orders has stored its fingerprint
+    h.mt.add_material("Tubo LED 18 W", "LED-T8-18W")
+    h.cm.add_transaction(h.parts["LAMP-LED-18"], "usage", 2, work_order_id=wo)  # type: ignore[attr-defined]
+    assert usage_sync(h).counts["quarantined"] == 1
+    before = h.config.mapping_fingerprint()
+
+    h.rewrite_config(
+        lambda text: text.replace(
+            "[mapping.parts]\n", '[mapping.parts]\n"LAMP-LED-18" = "LED-T8-18W"\n'
+        )
+    )
+    assert h.config.mapping.parts["LAMP-LED-18"] == "LED-T8-18W"
+    report = h.sync()  # work_orders: no MappingChanged
+    assert report.status == "ok", report.error
+    assert h.config.mapping_fingerprint() == before
+    ledger = h.ledger()
+    try:
+        ledger.make_due("part_usage")
+    finally:
+        ledger.close()
+    assert usage_sync(h).counts["mirrored"] == 1
+    assert [h.mt.materials[m["material_id"]]["sku"] for m in materials(h, ot)] == ["LED-T8-18W"]
+
+
+def test_other_mapping_changes_still_need_a_rebaseline(h: Harness) -> None:
+    linked_work_order(h)
+    h.rewrite_config(lambda text: text.replace("[mapping.assets]\n", '[mapping.assets]\n"9" = 1\n'))
+    report = h.sync()
+    assert report.status == "failed" and "rebaseline" in (report.error or "")
+
+
+def test_a_fingerprint_taken_before_parts_left_it_is_still_accepted(h: Harness) -> None:
+    """Upgrading must not halt an installation that has `[mapping.parts]` entries."""
+    assert h.config.mapping.parts  # the sandbox maps REF-R404A -> R404A
+    legacy = h.config._fingerprint(with_parts=True)
+    assert legacy != h.config.mapping_fingerprint()
+    assert h.config.fingerprint_matches(legacy)
+    assert h.config.fingerprint_matches(h.config.mapping_fingerprint())
+    assert h.config.fingerprint_matches(None)
+    assert not h.config.fingerprint_matches("0123456789abcdef")
