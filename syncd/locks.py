@@ -1,6 +1,9 @@
-"""File locks in the state directory.
+"""File locks.
 
-`instance.lock` makes `syncd run` single-instance per ledger.  `stream-<name>.lock` is held for
+`<ledger>.lock` (`ledger.db.lock` next to `ledger.db`) makes `syncd run` single-instance per
+ledger: it is keyed on the ledger file itself, not on the state directory, because
+`syncd.ledger_file` may be an absolute path outside it (two daemons with different state
+directories must not share one ledger).  `stream-<name>.lock` in the state directory is held for
 one cycle of one stream, so a manual `sync --once` or `resync` can run while the daemon is up:
 the daemon skips its cycle while the lock is taken and continues afterwards.  `flock` locks die
 with their process, so a lock left by a killed process is simply taken over (its pid is logged).
@@ -96,8 +99,10 @@ def pid_alive(pid: str) -> bool:
     return True
 
 
-def instance_lock(state_dir: Path) -> FileLock:
-    return FileLock(state_dir / "instance.lock", "another `syncd run` is using this ledger")
+def instance_lock(ledger_path: Path) -> FileLock:
+    """The lock of `syncd run` on one ledger file: `<ledger>.lock` beside it."""
+    path = ledger_path.with_name(ledger_path.name + ".lock")
+    return FileLock(path, "another `syncd run` is using this ledger")
 
 
 def stream_lock(state_dir: Path, stream: str) -> FileLock:

@@ -73,6 +73,7 @@ class StreamState:
     last_status: str = "never run"
     last_summary: str = ""
     last_error: str | None = None
+    #: monotonic time the last cycle (or skipped / failed job) of this stream ended
     last_end: float | None = None
     failures: int = 0  # consecutive failed cycles
     cycles: int = 0
@@ -89,9 +90,17 @@ def configured_streams(config: Config) -> list[str]:
 
 
 class Daemon:
-    def __init__(self, config: Config, *, config_path: str | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        config_path: str | None = None,
+        setup_logging: Callable[[Config], None] | None = None,
+    ) -> None:
         self.config = config
         self.config_path = config_path or config.source or None
+        #: applies a reloaded config's log_level / log_format (the CLI's flags still win)
+        self.setup_logging = setup_logging
         self.stop = threading.Event()
         self.reload_requested = threading.Event()
         self.states: dict[str, StreamState] = {}
@@ -114,14 +123,24 @@ class Daemon:
         A state directory or ledger that cannot be used is reported in one line with an exit
         code a restart will not change (73 / 65), instead of a traceback and a restart loop.
         """
-        lock = instance_lock(self.config.state_dir)
+        # the state directory holds the stream locks; the instance lock is keyed on the
+        # ledger file, which may live outside it
+        try:
+            self.config.state_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            return _fatal(
+                EX_CANTCREAT,
+                "daemon.state_dir_unusable",
+                f"state directory {self.config.state_dir}: {exc.strerror or exc}",
+            )
+        lock = instance_lock(self.config.ledger_path)
         try:
             lock.acquire()
         except OSError as exc:
             return _fatal(
                 EX_CANTCREAT,
                 "daemon.state_dir_unusable",
-                f"state directory {self.config.state_dir}: {exc.strerror or exc}",
+                f"lock file {lock.path}: {exc.strerror or exc}",
             )
         try:
             return self._run()
@@ -321,10 +340,14 @@ class Daemon:
                     if quiet > stall:
                         return f"{name}: the running cycle made no progress for {quiet:.0f}s"
                     continue
+                # idle since the later of the last start and the last end: a cycle longer
+                # than the interval is followed by the next one within one interval of its
+                # end (not of its start, which may be long past)
+                idle_since = max(state.fired, state.last_end or state.fired)
                 settings = getattr(self.config.streams, name)
-                overdue = now - state.fired - settings.interval_seconds - settings.jitter_seconds
+                overdue = now - idle_since - settings.interval_seconds - settings.jitter_seconds
                 if overdue > stall:
-                    return f"{name}: no cycle was started for {now - state.fired:.0f}s"
+                    return f"{name}: no cycle was started for {now - idle_since:.0f}s"
         return None
 
     def status_line(self) -> str:
@@ -367,15 +390,21 @@ class Daemon:
             )
             return
         try:
-            app = App(config)
+            app = App(config, succeeds=self.app)  # one rate budget across the reload
         except Exception as exc:  # pragma: no cover - App() only builds clients
             log.error("daemon.reload_failed", error=repr(exc), detail="keeping the running config")
             return
         assert self.scheduler is not None
+        logging_changed = (config.syncd.log_level, config.syncd.log_format) != (
+            self.config.syncd.log_level,
+            self.config.syncd.log_format,
+        )
         with self._lock:
             old, self.app, self.config = self.app, app, config
             if old is not None:
                 self._retired.append(old)
+        if logging_changed and self.setup_logging is not None:
+            self.setup_logging(config)
         self._schedule(self.scheduler)
         self._close_apps()
         missing = [n for n in configured_streams(config) if n not in STREAMS]
@@ -451,6 +480,7 @@ class Daemon:
         finally:
             with self._lock:
                 state.running_since = None
+                state.last_end = time.monotonic()
                 self._app_users[id(app)] -= 1
                 if not self._app_users[id(app)]:
                     del self._app_users[id(app)]
@@ -479,7 +509,6 @@ class Daemon:
                 state.cycles += 1
                 state.last_status = report.status
                 state.last_error = report.error
-                state.last_end = time.monotonic()
                 state.last_summary = _short(report)
                 state.failures = state.failures + 1 if report.status == "failed" else 0
             if report.status == "partial" and not self.stop.is_set():
@@ -540,6 +569,7 @@ def _one_shot(
     kind: str,
     progress: Callable[[str, int, int | None], None] | None,
     options: dict[str, Any],
+    signals: list[str] | None = None,
 ) -> list[CycleReport]:
     for name in streams:
         if name not in STREAMS:
@@ -547,7 +577,7 @@ def _one_shot(
     app = App(config)
     names = streams or app.enabled_streams()
     stop = threading.Event()
-    restore = _cooperative_signals(stop)
+    restore = _cooperative_signals(stop, signals if signals is not None else [])
     reports: list[CycleReport] = []
     try:
         for name in names:
@@ -590,15 +620,17 @@ def _one_shot(
     return reports
 
 
-def _cooperative_signals(stop: threading.Event) -> Callable[[], None]:
+def _cooperative_signals(stop: threading.Event, received: list[str]) -> Callable[[], None]:
     """SIGTERM and a first Ctrl-C end the run after the record in hand (a second Ctrl-C
-    interrupts at once).  Only the main thread can install handlers; elsewhere a no-op."""
+    interrupts at once); their names are appended to `received`.  Only the main thread can
+    install handlers; elsewhere a no-op."""
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
 
     def on_signal(signum: int, _frame: Any) -> None:
         if signum == signal.SIGINT and stop.is_set():
             raise KeyboardInterrupt
+        received.append(signal.Signals(signum).name)
         stop.set()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in _STOP_SIGNALS}
@@ -616,8 +648,19 @@ def run_once(
     streams: list[str],
     dry_run: bool = False,
     progress: Callable[[str, int, int | None], None] | None = None,
+    signals: list[str] | None = None,
 ) -> list[CycleReport]:
-    return _one_shot(config, streams, dry_run=dry_run, kind="once", progress=progress, options={})
+    """One cycle of each stream.  `signals` receives the names of the stop signals that
+    ended the run early (its reports then say `stopped`)."""
+    return _one_shot(
+        config,
+        streams,
+        dry_run=dry_run,
+        kind="once",
+        progress=progress,
+        options={},
+        signals=signals,
+    )
 
 
 def run_resync(
@@ -630,7 +673,10 @@ def run_resync(
     rebaseline: bool = False,
     dry_run: bool = False,
     progress: Callable[[str, int, int | None], None] | None = None,
+    signals: list[str] | None = None,
 ) -> list[CycleReport]:
+    """A manual resync (resumable: a stopped one continues where it was next time);
+    `signals` as for `run_once`."""
     options = {
         "full": full,
         "since": since,
@@ -639,5 +685,11 @@ def run_resync(
         "include_closed": True,  # a resync also re-reads closed OTs
     }
     return _one_shot(
-        config, streams, dry_run=dry_run, kind="resync", progress=progress, options=options
+        config,
+        streams,
+        dry_run=dry_run,
+        kind="resync",
+        progress=progress,
+        options=options,
+        signals=signals,
     )

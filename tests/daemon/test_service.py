@@ -17,7 +17,8 @@ from structlog.testing import capture_logs
 from syncd import sdnotify
 from syncd.app import App
 from syncd.config import Config, load_config
-from syncd.locks import FileLock, LockHeld, stream_lock
+from syncd.engine.run import StopRequested
+from syncd.locks import FileLock, LockHeld, instance_lock, stream_lock
 from syncd.sandbox.launch import config_text
 from syncd.service import Daemon, StreamState, run_once
 
@@ -78,6 +79,23 @@ def test_liveness_rules(config: Config) -> None:
     assert problem is not None and "no cycle was started" in problem
 
 
+def test_liveness_counts_idle_time_from_the_end_of_a_long_cycle(config: Config) -> None:
+    """A cycle longer than stall + interval just ended: the next one is due one interval
+    after its end, so the daemon is live (measuring from its start withheld the pings)."""
+    daemon = Daemon(config)
+    daemon.scheduler = _running_scheduler()
+    stall = config.syncd.stall_seconds
+    interval = config.streams.work_orders.interval_seconds
+    now = time.monotonic()
+    long_ago = now - stall - interval - 120
+    daemon.states = {"work_orders": StreamState(fired=long_ago, last_end=now - 1)}
+    assert daemon.liveness_problem() is None
+    # still caught when nothing starts long after that end
+    daemon.states["work_orders"].last_end = now - stall - interval - 30
+    problem = daemon.liveness_problem()
+    assert problem is not None and "no cycle was started" in problem
+
+
 def test_status_line_shows_the_last_error_while_the_next_cycle_runs(config: Config) -> None:
     daemon = Daemon(config)
     daemon.states = {
@@ -113,6 +131,142 @@ def test_reload_refuses_a_different_ledger_and_a_broken_file(
     assert daemon.config is config
     assert logs[0]["event"] == "daemon.reload_failed"
     assert "clickmaint.entity_id" in logs[0]["error"]
+
+
+def _reloadable(config: Config) -> Daemon:
+    """A daemon as `_run` leaves it before the scheduler starts: an App and its jobs."""
+    daemon = Daemon(config)
+    daemon.app = App(config)
+    daemon.scheduler = daemon._build_scheduler()
+    return daemon
+
+
+def test_a_reload_keeps_the_click_maint_budget_and_request_counts(
+    config: Config, config_path: Path
+) -> None:
+    """Cycles still running on the old App and new ones on the reloaded App spend one
+    budget: a reload must not hand out a fresh window."""
+    daemon = _reloadable(config)
+    old = daemon.app
+    assert old is not None
+    try:
+        for _ in range(3):
+            old.cm_budget.acquire()
+        old.mt_reads["1007"] = 1234.5
+        calls = old.stats.count()
+        assert daemon.app.budget_snapshot()["used_in_window"] == 3
+        config_path.write_text(
+            config_path.read_text().replace("timeout_seconds = 10", "timeout_seconds = 11", 1)
+        )
+        with capture_logs() as logs:
+            daemon._reload()
+        assert [e["event"] for e in logs] == ["daemon.reloaded"]
+        new = daemon.app
+        assert new is not old and new.config.clickmaint.timeout_seconds == 11
+        assert new.budget_snapshot()["used_in_window"] == 3
+        assert "clickmaint budget 3/" in daemon.status_line()
+        new.cm_budget.acquire()  # the old App's cycles see what the new one spends
+        assert old.budget_snapshot()["used_in_window"] == 4
+        assert new.mt_reads == {"1007": 1234.5}
+        assert new.stats.count() == calls
+
+        # changed rate settings apply to the same budget; what was sent stays counted
+        config_path.write_text(
+            config_path.read_text().replace(
+                "timeout_seconds = 11", "timeout_seconds = 11\nrate_limit = 120", 1
+            )
+        )
+        daemon._reload()
+        assert daemon.app is not new
+        snapshot = daemon.app.budget_snapshot()
+        assert (snapshot["limit"], snapshot["used_in_window"]) == (120, 4)
+    finally:
+        daemon._close_apps(everything=True)
+
+
+def test_a_reload_applies_changed_log_settings(config: Config, config_path: Path) -> None:
+    applied: list[tuple[str, str]] = []
+    daemon = _reloadable(config)
+    daemon.setup_logging = lambda c: applied.append((c.syncd.log_level, c.syncd.log_format))
+    try:
+        original = config_path.read_text()
+        config_path.write_text(original.replace("timeout_seconds = 10", "timeout_seconds = 9", 1))
+        with capture_logs():
+            daemon._reload()
+        assert applied == []  # nothing to change
+        config_path.write_text(
+            original.replace('log_level = "info"', 'log_level = "debug"\nlog_format = "json"')
+        )
+        with capture_logs() as logs:
+            daemon._reload()
+        assert logs[-1]["event"] == "daemon.reloaded"
+        assert applied == [("debug", "json")]
+    finally:
+        daemon._close_apps(everything=True)
+
+
+def test_the_scheduler_jobs_have_the_documented_options(
+    config_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SYNCD_STREAMS__WORK_ORDERS__INTERVAL_SECONDS", "45")
+    monkeypatch.setenv("SYNCD_STREAMS__WORK_ORDERS__JITTER_SECONDS", "3")
+    monkeypatch.setenv("SYNCD_STREAMS__REQUESTS__ENABLED", "true")
+    monkeypatch.setenv("SYNCD_STREAMS__REQUESTS__INTERVAL_SECONDS", "90")
+    monkeypatch.setenv("SYNCD_STREAMS__REQUESTS__JITTER_SECONDS", "0")
+    config = load_config(config_path)
+    daemon = Daemon(config)
+    daemon.app = App(config)
+    scheduler = daemon._build_scheduler()
+    scheduler.start(paused=True)  # job defaults are applied when the scheduler starts
+    try:
+        jobs = {job.id: job for job in scheduler.get_jobs()}
+        assert set(jobs) == {"work_orders", "requests"}
+        seen = {
+            name: (
+                job.max_instances,
+                job.coalesce,
+                job.misfire_grace_time,
+                job.trigger.interval.total_seconds(),
+                job.trigger.jitter,
+            )
+            for name, job in jobs.items()
+        }
+        assert seen == {
+            "work_orders": (1, True, 45, 45.0, 3),
+            "requests": (1, True, 90, 90.0, None),
+        }
+    finally:
+        scheduler.shutdown(wait=False)
+        daemon._close_apps(everything=True)
+
+
+# -- waiting for the rate budget ----------------------------------------------------------------
+def test_a_cycle_waiting_for_the_budget_beats_and_a_stop_ends_the_wait(config: Config) -> None:
+    """The watchdog sees the wait as progress, and SIGTERM does not have to outlast it: the
+    request is abandoned before it is sent and the cycle ends as `stopped`."""
+    app = App(config)
+    ledger = app.open_ledger()
+    try:
+        stop = threading.Event()
+        beats: list[float] = []
+
+        def beat() -> None:
+            beats.append(time.monotonic())
+            if len(beats) == 3:
+                stop.set()  # SIGTERM arrives while the call waits
+
+        app.runtime(ledger, stop=stop, heartbeat=beat)
+        app.cm_budget.wait_slice = 0.01
+        app.cm_budget.pause(30)  # a 429 told everybody to wait 30 s
+        started = time.monotonic()
+        with pytest.raises(StopRequested):
+            app.cm.entities()
+        assert time.monotonic() - started < 5
+        assert len(beats) >= 3
+        assert app.stats.count() == 0  # nothing was sent
+    finally:
+        ledger.close()
+        app.close()
 
 
 # -- job exceptions ----------------------------------------------------------------------------
@@ -186,6 +340,42 @@ def test_lock_wait_ends_when_stop_is_set(tmp_path: Path) -> None:
         holder.release()
     with stream_lock(tmp_path, "work_orders").held():
         pass
+
+
+def test_one_ledger_one_daemon_whatever_the_state_dir(
+    config_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`ledger_file` may be an absolute path outside the state directory: a second daemon
+    with another state directory must still find the ledger taken."""
+    shared = tmp_path / "shared" / "ledger.db"
+    monkeypatch.setenv("SYNCD_SYNCD__LEDGER_FILE", str(shared))
+    monkeypatch.setenv("SYNCD_SYNCD__STATE_DIR", str(tmp_path / "state-a"))
+    first = load_config(config_path)
+    monkeypatch.setenv("SYNCD_SYNCD__STATE_DIR", str(tmp_path / "state-b"))
+    second = load_config(config_path)
+    assert first.ledger_path == second.ledger_path and first.state_dir != second.state_dir
+
+    held = instance_lock(first.ledger_path)
+    assert held.path == tmp_path / "shared" / "ledger.db.lock"
+    held.acquire()
+    daemon = Daemon(second)
+
+    done = threading.Event()
+
+    def stop_if_it_started() -> None:  # a wrong lock must fail the test, not hang it
+        while not done.wait(0.05):
+            if daemon.scheduler is not None and daemon.scheduler.running:
+                daemon.request_stop("test")
+                return
+
+    threading.Thread(target=stop_if_it_started, daemon=True).start()
+    try:
+        with capture_logs(), pytest.raises(LockHeld, match="another `syncd run`"):
+            daemon.run()
+    finally:
+        done.set()
+        held.release()
+    assert daemon.scheduler is None
 
 
 def test_a_lock_left_by_a_dead_process_is_taken_over(tmp_path: Path) -> None:
