@@ -18,8 +18,10 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from .config import Config
-from .redact import redact_text
+from pydantic import SecretStr
+
+from .config import Config, ConfigError, read_credential
+from .redact import redact_text, register_secret
 from .systems.http import RetryPolicy
 
 Status = Literal["pass", "warn", "fail"]
@@ -118,7 +120,35 @@ def _check_ledger(config: Config) -> CheckResult:
     return CheckResult("ledger", "pass", f"{path}: schema up to date, {links} link(s)")
 
 
-def _check_credentials(config: Config) -> CheckResult:
+def load_credentials(config: Config, env: dict[str, str] | None = None) -> tuple[Config, list[str]]:
+    """Read both secrets the way the daemon does, but keep going when one is missing or
+    unreadable: `check` reports that as its credentials line (FAIL) instead of stopping at a
+    config error.  Returns the config with the secrets that could be read, and the problems."""
+    values: dict[str, SecretStr] = {}
+    problems: list[str] = []
+    for field, name in (
+        ("clickmaint_api_key", config.clickmaint.api_key_credential),
+        ("mantenimiento_password", config.mantenimiento.password_credential),
+    ):
+        try:
+            value = read_credential(name, env)
+        except ConfigError as exc:  # the message names the credential, never its value
+            problems.append(str(exc))
+            continue
+        register_secret(value)
+        values[field] = SecretStr(value)
+    return config.model_copy(update=values), problems
+
+
+def _check_credentials(config: Config, problems: list[str] | None = None) -> CheckResult:
+    if problems:
+        hint = ""
+        if not os.environ.get("CREDENTIALS_DIRECTORY"):
+            hint = (
+                " (an installed service gets them through LoadCredential=: run the check "
+                "with them as systemd/README.md shows)"
+            )
+        return CheckResult("credentials", "fail", "; ".join(problems) + hint)
     missing = [
         name
         for name, value in (
@@ -277,13 +307,19 @@ def _mantenimiento_checks(app: Any, config: Config) -> list[CheckResult]:
     return [first, _attempt("materials", materials)]
 
 
-def run_checks(config: Config, *, online: bool = True) -> list[CheckResult]:
-    """Local checks always; with `online`, reach and authenticate against both servers."""
+def run_checks(
+    config: Config, *, online: bool = True, credential_problems: list[str] | None = None
+) -> list[CheckResult]:
+    """Local checks always; with `online`, reach and authenticate against both servers
+    (a server whose credential is not loaded is skipped, not tried without it).
+
+    `credential_problems`: what `load_credentials` could not read, for the credentials line.
+    """
     results = [
         _check_config(config),
         _check_state_dir(config),
         _check_ledger(config),
-        _check_credentials(config),
+        _check_credentials(config, credential_problems),
         _check_zones(config),
     ]
     if not online:
@@ -294,9 +330,16 @@ def run_checks(config: Config, *, online: bool = True) -> list[CheckResult]:
         app = App(config, retry=CHECK_RETRY)
     except Exception as exc:
         return [*results, CheckResult("clients", "fail", _error(exc))]
+    why = "its credential is not loaded"
     try:
-        results += _clickmaint_checks(app, config)
-        results += _mantenimiento_checks(app, config)
+        if config.clickmaint_api_key is None:
+            results += [_skipped(n, why) for n in ("clickmaint", "capabilities", "vocabulary")]
+        else:
+            results += _clickmaint_checks(app, config)
+        if config.mantenimiento_password is None:
+            results += [_skipped(n, why) for n in ("mantenimiento", "materials")]
+        else:
+            results += _mantenimiento_checks(app, config)
     finally:
         app.close()
     return results

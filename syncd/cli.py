@@ -18,6 +18,7 @@ from .config import EX_CONFIG, Config, ConfigError, load_config
 from .logging import configure_logging
 
 EX_TEMPFAIL = 75
+EX_NOINPUT = 66  # a log file given to `syncd logs` cannot be read
 EX_UNAVAILABLE = 69
 EX_UNHEALTHY = 2
 
@@ -30,20 +31,27 @@ class Context:
         self._config: Config | None = None
 
     def config(self, *, secrets: bool = True, log_to_stdout: bool = False) -> Config:
-        """Load the config and set up logging.  The daemon prints nothing else, so its log is
-        stdout (journald's stream); one-shot commands print their results on stdout and log
-        to stderr, so `--json` output stays parseable."""
+        """Load the config and set up logging (see `setup_logging`)."""
         try:
             config = load_config(self.config_path, require_secrets=secrets)
         except ConfigError as exc:
             fail_config(str(exc))
         self._config = config
+        self.setup_logging(config, log_to_stdout=log_to_stdout)
+        return config
+
+    def setup_logging(self, config: Config, *, log_to_stdout: bool = False) -> None:
+        """Logging as the config says, unless a command-line flag says otherwise.
+
+        The daemon prints nothing else, so its log is stdout (journald's stream); one-shot
+        commands print their results on stdout and log to stderr, whatever the format, so
+        `--json` output stays parseable.  Called again by the daemon on SIGHUP.
+        """
         configure_logging(
             self.log_level or config.syncd.log_level,
             self.log_format or config.syncd.log_format,
-            stream=sys.stdout if log_to_stdout or self.log_format == "json" else sys.stderr,
+            stream=sys.stdout if log_to_stdout else sys.stderr,
         )
-        return config
 
 
 def fail_config(message: str) -> NoReturn:
@@ -76,7 +84,9 @@ def run(ctx: Context) -> None:
 
     config = ctx.config(log_to_stdout=True)
     try:
-        code = Daemon(config).run()
+        code = Daemon(
+            config, setup_logging=lambda new: ctx.setup_logging(new, log_to_stdout=True)
+        ).run()
     except LockHeld as exc:
         click.echo(f"syncd: {exc}", err=True)
         sys.exit(EX_TEMPFAIL)
@@ -94,15 +104,22 @@ def sync(ctx: Context, once: bool, streams: tuple[str, ...], dry_run: bool, as_j
     from .service import LockHeld, run_once
 
     config = ctx.config()
+    signals: list[str] = []
     try:
-        reports = run_once(config, streams=list(streams), dry_run=dry_run, progress=_progress())
+        reports = run_once(
+            config,
+            streams=list(streams),
+            dry_run=dry_run,
+            progress=_progress(),
+            signals=signals,
+        )
     except LockHeld as exc:
         click.echo(f"syncd: {exc}", err=True)
         sys.exit(EX_TEMPFAIL)
     except KeyError as exc:
         raise click.BadParameter(f"unknown stream {exc}", param_hint="--stream") from None
     _print_reports(reports, as_json=as_json, dry_run=dry_run)
-    sys.exit(0 if all(r.status in ("ok", "partial") for r in reports) else 1)
+    sys.exit(_exit_code(reports, signals))
 
 
 @cli.command()
@@ -139,6 +156,7 @@ def resync(
     if not (yes or dry_run) and sys.stdin.isatty():
         what = "everything on both sides" if full else f"changes since {since or 'the watermark'}"
         click.confirm(f"Resync {what}?", abort=True)
+    signals: list[str] = []
     try:
         reports = run_resync(
             config,
@@ -149,12 +167,20 @@ def resync(
             rebaseline=rebaseline,
             dry_run=dry_run,
             progress=_progress(),
+            signals=signals,
         )
     except LockHeld as exc:
         click.echo(f"syncd: {exc}", err=True)
         sys.exit(EX_TEMPFAIL)
     _print_reports(reports, as_json=as_json, dry_run=dry_run)
-    sys.exit(0 if all(r.status in ("ok", "partial") for r in reports) else 1)
+    sys.exit(_exit_code(reports, signals))
+
+
+def _exit_code(reports: list[Any], signals: list[str]) -> int:
+    """0 when every stream did its work (`partial`: the budget ran out, the rest follows) or
+    was stopped by SIGTERM (systemd stopping the unit: the run is resumable, not failed)."""
+    fine = ("ok", "partial", "stopped") if "SIGTERM" in signals else ("ok", "partial")
+    return 0 if all(r.status in fine for r in reports) else 1
 
 
 def _progress() -> Any:
@@ -452,15 +478,23 @@ def logs(
         )
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
-    sources = files or ("-",)
-    matched = 0
-    for source in sources:
-        handle = sys.stdin if source == "-" else open(source, encoding="utf-8", errors="replace")  # noqa: SIM115
-        try:
+    handles: list[Any] = []
+    try:
+        for source in files or ("-",):  # every file is opened before anything is printed
+            try:
+                handles.append(
+                    sys.stdin if source == "-" else open(source, encoding="utf-8", errors="replace")  # noqa: SIM115
+                )
+            except OSError as exc:
+                click.echo(f"syncd: cannot read {source}: {exc.strerror or exc}", err=True)
+                sys.exit(EX_NOINPUT)
+        matched = 0
+        for handle in handles:
             for event in filter_lines(handle, flt):
                 matched += 1
                 click.echo(json.dumps(event, ensure_ascii=False) if as_json else render_line(event))
-        finally:
+    finally:
+        for handle in handles:
             if handle is not sys.stdin:
                 handle.close()
     sys.exit(0 if matched else 1)
@@ -472,10 +506,11 @@ def logs(
 @pass_ctx
 def check(ctx: Context, offline: bool, as_json: bool) -> None:
     """Validate config, reach both servers, authenticate, report vocabularies."""
-    from .checks import run_checks
+    from .checks import load_credentials, run_checks
 
-    config = ctx.config()
-    results = run_checks(config, online=not offline)
+    # a missing or unreadable credential is the credentials line's FAIL, not a config error
+    config, problems = load_credentials(ctx.config(secrets=False))
+    results = run_checks(config, online=not offline, credential_problems=problems)
     if as_json:
         click.echo(json.dumps([r.__dict__ for r in results], indent=2, ensure_ascii=False))
     else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import sys
 from collections.abc import Iterator
@@ -11,11 +12,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from syncd.cli import cli
-from syncd.config import EX_CONFIG
+from syncd.cli import Context, cli
+from syncd.config import EX_CONFIG, load_config
 from syncd.ledger.models import utcnow
 from syncd.ledger.store import Ledger
 from syncd.logging import configure_logging
+from syncd.sandbox.launch import start_sandbox
 
 from .test_views import conflict, make_link, ok_run, write_config_file, write_credentials
 
@@ -137,9 +139,10 @@ def test_conflicts_round_trip(env: dict[str, str], ledger: Ledger) -> None:
 
     resolved = invoke(env, "conflicts", "resolve", str(item.id), "--take", "value", "--value", "7")
     assert resolved.exit_code == 0
-    assert f"conflict #{item.id} resolved (value 7)" in resolved.stdout
+    # a title is text: --value 7 is the string "7" (321a59c checks values against the field)
+    assert f'conflict #{item.id} resolved (value "7")' in resolved.stdout
     after = ledger.get_conflict(item.id)
-    assert after is not None and (after.status, after.resolved_value) == ("resolved", 7)
+    assert after is not None and (after.status, after.resolved_value) == ("resolved", "7")
 
     assert invoke(env, "conflicts", "list").stdout == "no open conflicts\n"
     everything = json.loads(invoke(env, "conflicts", "list", "--all", "--json").stdout)
@@ -261,17 +264,90 @@ def test_missing_config_file_exits_78(env: dict[str, str], tmp_path: Path) -> No
     assert "nope.toml: file not found" in line
 
 
-def test_unreadable_credential_exits_78(env: dict[str, str]) -> None:
+def test_unreadable_credential_is_a_check_failure_and_a_config_error_elsewhere(
+    env: dict[str, str],
+) -> None:
     creds = Path(env["CREDENTIALS_DIRECTORY"])
     key = creds / "clickmaint-api-key"
     key.unlink()
     key.mkdir()  # unreadable for everybody, root included (chmod 000 is not, for root)
-    line = config_error(env, "check", "--offline")
+    result = invoke(env, "check", "--offline")
+    assert result.exit_code == 1
+    lines = result.stdout.splitlines()
+    assert [line.split(":")[0] for line in lines] == [
+        "PASS  config",
+        "PASS  state dir",
+        "PASS  ledger",
+        "FAIL  credentials",
+        "PASS  time zones",
+    ]
+    assert "credential 'clickmaint-api-key'" in lines[3] and "unreadable" in lines[3]
+    assert "syncd-sandbox-pass" not in result.output
+    # the commands that talk to the servers refuse to start: one line, exit 78
+    line = config_error(env, "sync", "--once")
     assert "credential 'clickmaint-api-key'" in line and "unreadable" in line
     assert invoke(env, "status").exit_code == 2  # views do not need the secrets
 
 
-def test_missing_credential_exits_78(env: dict[str, str]) -> None:
+def test_missing_credential_is_a_check_failure(env: dict[str, str]) -> None:
     (Path(env["CREDENTIALS_DIRECTORY"]) / "mantenimiento-password").unlink()
-    line = config_error(env, "check", "--offline")
+    result = invoke(env, "check", "--json")
+    assert result.exit_code == 1
+    checks = {c["name"]: c for c in json.loads(result.stdout)}
+    assert checks["credentials"]["status"] == "fail"
+    assert "credential 'mantenimiento-password' not found" in checks["credentials"]["detail"]
+    # the server without its credential is not tried; the other one is (and is down here)
+    assert checks["mantenimiento"]["status"] == "warn"
+    assert "credential is not loaded" in checks["mantenimiento"]["detail"]
+    assert checks["clickmaint"]["status"] == "fail"
+    assert "cm-sandbox-key" not in result.output
+    line = config_error(env, "sync", "--once")
     assert "credential 'mantenimiento-password' not found" in line
+
+
+# -- logs ---------------------------------------------------------------------------------------
+def test_logs_from_a_missing_file_is_one_line(env: dict[str, str], tmp_path: Path) -> None:
+    present = tmp_path / "syncd.log"
+    present.write_text("\n".join(LOG_FILE_LINES) + "\n")
+    result = invoke(env, "logs", str(present), str(tmp_path / "nope.log"))
+    assert result.exit_code == 66
+    assert result.stdout == ""  # nothing printed before the unreadable file was found
+    assert result.stderr.splitlines() == [
+        f"syncd: cannot read {tmp_path / 'nope.log'}: No such file or directory"
+    ]
+
+
+# -- logging -------------------------------------------------------------------------------------
+def test_json_logs_of_a_one_shot_command_stay_off_stdout(tmp_path: Path) -> None:
+    """`--log-format json` asks for JSON logs, not for logs on stdout: `--json` output of a
+    one-shot command must parse as it is."""
+    box = start_sandbox(directory=tmp_path / "sb", work_orders=3, ots=15, avisos=0, requests=0)
+    try:
+        env = {
+            **box.env(),
+            "SYNCD_STREAMS__PART_USAGE__ENABLED": "false",
+            "SYNCD_STREAMS__REQUESTS__ENABLED": "false",
+        }
+        result = invoke(env, "--log-format", "json", "sync", "--once", "--json")
+        assert result.exit_code == 0, result.output
+        reports = json.loads(result.stdout)  # nothing but the reports
+        assert [(r["stream"], r["status"]) for r in reports] == [("work_orders", "ok")]
+        logged = [json.loads(line) for line in result.stderr.splitlines() if line.strip()]
+        assert "cycle.end" in [e["event"] for e in logged]
+    finally:
+        box.stop()
+
+
+def test_command_line_log_flags_win_over_the_config(env: dict[str, str]) -> None:
+    """What the daemon applies at start and again on SIGHUP (`Context.setup_logging`)."""
+    root = logging.getLogger()
+    config = load_config(env["SYNCD_CONFIG"], require_secrets=False, env=env)
+    debug = config.model_copy(
+        update={"syncd": config.syncd.model_copy(update={"log_level": "debug"})}
+    )
+    Context(None, None, None).setup_logging(debug)
+    assert root.level == logging.DEBUG
+    Context(None, "warning", "json").setup_logging(debug)
+    assert root.level == logging.WARNING
+    Context(None, "error", None).setup_logging(config)
+    assert root.level == logging.ERROR
