@@ -7,6 +7,7 @@ process (`start_sandbox`, still real sockets) and run only syncd as a subprocess
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -16,6 +17,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -453,3 +455,87 @@ def test_the_daemon_logs_on_stdout_and_one_shot_commands_keep_stdout_for_results
     assert [r["stream"] for r in reports] == ["work_orders"]
     logged = [json.loads(line) for line in once.stderr.splitlines() if line.strip()]
     assert any(e["event"] == "cycle.end" for e in logged)
+
+
+# ---------------------------------------------------------------------------------------------
+class BothStreams(Process):
+    """A one-shot command logs on stderr (its stdout is for results): parse both."""
+
+    def _read(self, pipe: Any, is_stdout: bool) -> None:
+        for line in pipe:
+            line = line.rstrip("\n")
+            with self._lock:
+                (self.stdout if is_stdout else self.stderr).append(line)
+                if line.startswith("{"):
+                    with contextlib.suppress(ValueError):
+                        self.events.append(json.loads(line))
+
+
+def _slow(box: Sandbox) -> None:
+    """Every API request takes 80-120 ms: a first cycle of 23 creates lasts several seconds."""
+    for sim in (box.cm, box.mt):
+        sim.faults.configure({"latency_ms_min": 80, "latency_ms_max": 120})
+
+
+def _ledger_after(box: Sandbox) -> tuple[list[str], list[str]]:
+    """(live outbox intents, runs left 'running') in the sandbox's ledger."""
+    assert box.config_path is not None and box.credentials_dir is not None
+    config = load(box.config_path, box.credentials_dir)
+    ledger = Ledger.open(config.ledger_path, readonly=True)
+    try:
+        live = [f"{i.stream}:{i.state}:{i.token}" for i in ledger.live_intents()]
+        running = [r.run_id for r in ledger.recent_runs(500) if r.status == "running"]
+    finally:
+        ledger.close()
+    return live, running
+
+
+def test_sigterm_mid_cycle_finishes_the_record_in_hand_and_exits_0(
+    box: Sandbox, spawned: list[Process]
+) -> None:
+    """SIGTERM while the first cycle is creating records: the record in hand is finished and
+    committed, the cycle ends `stopped`, the process exits 0, no create is left in flight."""
+    _slow(box)
+    syncd = daemon(spawned, box.env())
+    first = syncd.wait_for("record.created", timeout=30)
+    syncd.signal(signal.SIGTERM)
+    term = time.monotonic()
+    assert syncd.stop(timeout=30) == 0, syncd.tail()
+    assert time.monotonic() - term < 15
+    ends = syncd.find("cycle.end")
+    assert [e["status"] for e in ends] == ["stopped"], ends
+    created = sum(v for k, v in ends[0]["counts"].items() if k.startswith("created_"))
+    assert 1 <= created < 23, ends[0]  # stopped part-way, after the record it was on
+    assert first["run_id"] == ends[0]["run_id"]
+    assert syncd.find("daemon.stopped")
+    assert _ledger_after(box) == ([], [])
+
+
+def test_sigterm_stops_a_resync_with_exit_0(box: Sandbox, spawned: list[Process]) -> None:
+    """`systemctl stop syncd-resync.service` sends SIGTERM: the resync is resumable, so the
+    unit must not end `failed` (exit 1)."""
+    _slow(box)
+    resync = BothStreams(["resync", "--yes", "--full"], base_env(**FAST, **box.env()))
+    spawned.append(resync)
+    resync.wait_for("record.created", timeout=30)
+    resync.signal(signal.SIGTERM)
+    assert resync.stop(timeout=30) == 0, resync.tail()
+    assert any(line.startswith("work_orders: stopped") for line in resync.stdout), resync.tail()
+    ends = resync.find("cycle.end")
+    assert [(e["status"]) for e in ends] == ["stopped"]
+    assert _ledger_after(box) == ([], [])
+
+
+def test_sighup_applies_a_changed_log_level(box: Sandbox, spawned: list[Process]) -> None:
+    assert box.config_path is not None
+    syncd = daemon(spawned, box.env())
+    syncd.wait_quiet_cycle(timeout=30)
+    assert not syncd.find("http.request")  # a debug event: not logged at "info"
+    text = box.config_path.read_text()
+    box.config_path.write_text(text.replace('log_level = "info"', 'log_level = "debug"', 1))
+    mark = syncd.mark()
+    syncd.signal(signal.SIGHUP)
+    syncd.wait_for("daemon.reloaded", timeout=10, after=mark)
+    request = syncd.wait_for("http.request", timeout=15, after=mark)
+    assert request["level"] == "debug"
+    assert syncd.stop() == 0
