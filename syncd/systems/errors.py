@@ -63,7 +63,12 @@ class ServerError(RemoteError):
 
 class LoginUnavailable(ServerError):
     """The login step answered 5xx or 429: the request itself was never sent, so it may be
-    retried whatever its method (a wrong password is `AuthFailed`, never this)."""
+    retried whatever its method (a wrong password is `AuthFailed`, never this).  A 429's
+    `Retry-After` is kept so the resend waits for it."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kw: object) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, **kw)  # type: ignore[arg-type]
 
 
 class BadResponse(RemoteError):

@@ -256,12 +256,14 @@ class HttpClient:
 
     def _wait(self, state: tenacity.RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
-        p = self.retry
         if isinstance(exc, _Retry) and isinstance(exc.error, RateLimited):
             if self.budget is not None:
                 return 0.0  # the budget itself holds everybody until Retry-After has passed
             if exc.error.retry_after is not None:
                 return exc.error.retry_after  # no budget (mantenimiento): wait here
+        login = exc.error if isinstance(exc, _Retry) else None
+        if isinstance(login, LoginUnavailable) and login.retry_after is not None:
+            return min(login.retry_after, self.retry.max_retry_after)  # login answered 429
         p = self.retry
         base = min(p.backoff_max, p.backoff_initial * (2 ** (state.attempt_number - 1)))
         return base + random.uniform(0, p.jitter)

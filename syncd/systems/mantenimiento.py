@@ -27,12 +27,14 @@ from .errors import (
     Rejected,
     RemoteError,
 )
-from .http import HttpClient
+from .http import HttpClient, RetryPolicy, parse_retry_after
 
 LOGIN_PATH = "/admin/login/"
 _NOT_FOUND_500 = "No OrdenTrabajo matches the given query"
 _AVISO_LOCATION = re.compile(r"/mantenimiento/app/aviso/(\d+)/?$")
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+#: a login answered 429: wait at most this long (the HTTP layer's own cap for Retry-After)
+MAX_RETRY_AFTER = RetryPolicy().max_retry_after
 
 
 class DjangoSessionAuth(httpx.Auth):
@@ -169,6 +171,9 @@ def _transient_login_answer(response: httpx.Response, method: str, path: str) ->
         response.read()
         raise LoginUnavailable(
             f"login answered HTTP {status}",
+            retry_after=parse_retry_after(response.headers.get("retry-after"), MAX_RETRY_AFTER)
+            if status == 429
+            else None,
             server="mantenimiento",
             method=method,
             path=path,
