@@ -47,16 +47,26 @@ _PATTERNS = [
 ]
 
 _extra_secrets: set[str] = set()
+#: secrets that replace each other (a session id after a re-login): only the newest is kept
+_slots: dict[str, str] = {}
 
 
-def register_secret(value: str | None) -> None:
-    """Remember a literal secret (API key, password) so it is scrubbed wherever it shows up."""
-    if value and len(value) >= 4:
+def register_secret(value: str | None, *, slot: str | None = None) -> None:
+    """Remember a literal secret (API key, password) so it is scrubbed wherever it shows up.
+
+    With `slot`, the value replaces the slot's previous one: session values rotate at every
+    login and must not pile up for the life of the daemon.
+    """
+    if not value or len(value) < 4:
+        return
+    if slot is None:
         _extra_secrets.add(value)
+    else:
+        _slots[slot] = value
 
 
 def redact_text(text: str) -> str:
-    for secret in _extra_secrets:
+    for secret in (*_extra_secrets, *_slots.values()):
         if secret in text:
             text = text.replace(secret, "***")
     for pattern, replacement in _PATTERNS:
@@ -79,10 +89,15 @@ def redact(value: Any) -> Any:
 
 
 def excerpt(body: str | bytes, limit: int = 300) -> str:
-    """A short, scrubbed quote of a server body for error messages and the quarantine."""
+    """A short, scrubbed quote of a server body for error messages and the quarantine.
+
+    The whole body is scrubbed *before* it is shortened: a secret straddling the cut (or one
+    brought forward when whitespace collapses) would otherwise leave its first characters
+    behind, no longer recognisable as the whole secret.  Only error paths call this.
+    """
     if isinstance(body, bytes):
         body = body.decode("utf-8", errors="replace")
-    body = " ".join(body.split())
+    body = " ".join(redact_text(body).split())
     if len(body) > limit:
         body = body[:limit] + "…"
-    return redact_text(body)
+    return body

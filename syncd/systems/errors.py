@@ -8,6 +8,11 @@ header) and a scrubbed excerpt of the body.
 
 from __future__ import annotations
 
+from ..redact import excerpt, redact_text
+
+#: a server's own message (a 4xx `message` field) is quoted at most this long
+MESSAGE_LIMIT = 300
+
 
 class RemoteError(Exception):
     """Base class: something went wrong talking to `server`."""
@@ -22,6 +27,10 @@ class RemoteError(Exception):
         status: int | None = None,
         body: str = "",
     ) -> None:
+        # Messages and bodies can quote a server, and a server can quote our request (an API
+        # key, a session cookie): every one is scrubbed here, whoever raised it.
+        message = excerpt(message, MESSAGE_LIMIT)
+        body = redact_text(body)
         self.server = server
         self.method = method
         self.path = path

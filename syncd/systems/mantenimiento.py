@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from ..redact import excerpt
+from ..redact import excerpt, register_secret
 from .errors import (
     AuthFailed,
     BadResponse,
@@ -140,6 +140,9 @@ class DjangoSessionAuth(httpx.Auth):
                 )
             self.sessionid = session
             self.csrftoken = answer.cookies.get("csrftoken") or csrf  # Django rotates it at login
+            # a debug page or a proxy may echo them back: scrubbed like the password
+            register_secret(self.sessionid, slot=f"mantenimiento-session-{id(self)}")
+            register_secret(self.csrftoken, slot=f"mantenimiento-csrf-{id(self)}")
             self._generation += 1
             self.logins += 1
 

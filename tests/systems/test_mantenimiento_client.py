@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -25,6 +24,7 @@ from syncd.systems.http import HttpClient, RequestStats, RetryPolicy
 from syncd.systems.mantenimiento import DjangoSessionAuth, MantenimientoClient
 
 from ..conftest import FAST_RETRY
+from .logcapture import rendered_logs
 
 PASSWORD = "syncd-sandbox-pass"
 
@@ -198,13 +198,14 @@ def test_faults_over_sockets(mt_sim) -> None:
             assert client.get_ot(ot_id)["id"] == ot_id
 
 
-def test_password_never_logged(mt_sim, caplog) -> None:
-    caplog.set_level(logging.DEBUG)
+def test_password_never_logged(mt_sim) -> None:
     client = make_client(mt_sim)
-    client.get_ot(first_open_ot(mt_sim))
-    assert PASSWORD not in caplog.text
+    with rendered_logs() as logs:
+        client.get_ot(first_open_ot(mt_sim))
+    assert "http.request" in logs.getvalue()
+    assert PASSWORD not in logs.getvalue()
     assert client.auth is not None and client.auth.sessionid
-    assert client.auth.sessionid not in caplog.text
+    assert client.auth.sessionid not in logs.getvalue()
 
 
 class LoginTrouble(httpx.BaseTransport):
