@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -127,8 +129,6 @@ def test_capability_detection_plays_every_variant(make_cm_client, variant, expec
 def test_sort_probe_looks_past_a_first_page_stamped_in_one_second(make_cm_client, honoured) -> None:
     """A bulk import puts the oldest (or, in default order, the newest) 60 work orders in one
     second: the asc page alone cannot tell, the newest record asked for with `desc` can."""
-    from datetime import UTC, datetime
-
     import httpx
 
     sim = ClickMaintSim(variant=ClickMaintVariant(updated_at_sort=honoured))
@@ -150,8 +150,6 @@ def test_sort_probe_looks_past_a_first_page_stamped_in_one_second(make_cm_client
 
 
 def test_sort_probe_on_a_single_second_account_stays_unknown(make_cm_client, cm_sim) -> None:
-    from datetime import UTC, datetime
-
     cm_sim.clock.freeze(datetime(2026, 3, 1, 8, 0, tzinfo=UTC))
     _seed(cm_sim, 60)
     caps = make_cm_client().detect_capabilities()
@@ -272,8 +270,6 @@ def test_key_only_header_authentication(make_cm_client) -> None:
 
 def test_server_time_is_learnt_from_date_headers_over_sockets(make_cm_client) -> None:
     """syncd never compares clocks across servers; it needs Click Maint's own 'now'."""
-    from datetime import UTC, datetime
-
     sim = ClickMaintSim()
     sim.clock.set_skew(3 * 3600)
     with ServerThread(sim) as server:
@@ -281,3 +277,114 @@ def test_server_time_is_learnt_from_date_headers_over_sockets(make_cm_client) ->
         client.entities()
         drift = (client.server_time() - datetime.now(UTC)).total_seconds()
         assert abs(drift - 3 * 3600) < 5
+
+
+# -- requests, parts, transactions: one round trip per client method ------------------------
+def test_get_request_round_trip(make_cm_client, cm_sim) -> None:
+    client = make_cm_client()
+    made = client.create_request({"title": "Fuga en la bomba", "priority": "high"})
+    fetched = client.get_request(made["id"])
+    assert fetched["id"] == made["id"] and fetched["title"] == "Fuga en la bomba"
+    assert fetched["priority"] == "high"
+    client.update_request(made["id"], {"description": "goteo ⟦t:r1⟧"})
+    assert client.get_request(made["id"])["description"] == "goteo ⟦t:r1⟧"
+    with pytest.raises(NotFound):
+        client.get_request(99_999)
+
+
+def test_get_part_and_transaction_round_trip(make_cm_client, cm_sim) -> None:
+    part = cm_sim.create_part({"name": "Rodamiento 6204", "number": "BRG-6204", "on_hand_qty": 10})
+    other = cm_sim.create_part({"name": "Aceite", "number": "OIL-68"})
+    wo = cm_sim.create_work_order({"title": "Cambio de rodamiento"})["id"]
+    tx = cm_sim.add_transaction(part["id"], "usage", 2, work_order_id=wo, note="t:tx1")
+    client = make_cm_client()
+    fetched = client.get_part(part["id"])
+    assert (fetched["id"], fetched["number"], fetched["on_hand_qty"]) == (part["id"], "BRG-6204", 8)
+    got = client.get_transaction(part["id"], tx["id"])
+    assert got["id"] == tx["id"] and got["type"] == "usage"
+    assert got["quantity"] == 2 and got["work_order_id"] == wo and got["note"] == "t:tx1"
+    with pytest.raises(NotFound):  # a transaction is only found under its own part
+        client.get_transaction(other["id"], tx["id"])
+    with pytest.raises(NotFound):
+        client.get_part(99_999)
+    assert [r.route for r in client.http.stats.recent][:2] == [
+        "/parts/{id}",
+        "/parts/{id}/transaction/{id}",
+    ]
+
+
+def test_reads_over_a_real_socket(make_cm_client) -> None:
+    sim = ClickMaintSim()
+    part = sim.create_part({"name": "Filtro", "number": "FL-1"})
+    tx = sim.add_transaction(part["id"], "restock", 5)
+    req = sim.create_request({"title": "Ruido"})
+    with ServerThread(sim) as server:
+        client = make_cm_client(sockets=True, base_url=f"{server.url}/api/v1")
+        assert client.get_request(req["id"])["title"] == "Ruido"
+        assert client.get_part(part["id"])["number"] == "FL-1"
+        assert client.get_transaction(part["id"], tx["id"])["quantity"] == 5
+    assert sim.log.by_route["GET /api/v1/parts/{id}/transaction/{id}"] == 1
+
+
+# -- filters: every comparison matcher on both timestamps, over the API ----------------------
+STAMPS = [datetime(2026, 2, 1, 8, 0, s, tzinfo=UTC) for s in (0, 10, 20, 30, 40)]
+
+
+def _iso(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@pytest.fixture
+def stamped(cm_sim) -> dict[int, datetime]:
+    """Five work orders, created 10 s apart, each edited 100 s after the last creation, in
+    reverse order: created_at and updated_at order them in opposite directions."""
+    made = {}
+    for moment in STAMPS:
+        cm_sim.clock.freeze(moment)
+        made[cm_sim.create_work_order({"title": f"at {moment:%S}"})["id"]] = moment
+    for i, wo_id in enumerate(sorted(made, reverse=True)):
+        cm_sim.clock.freeze(STAMPS[-1] + timedelta(seconds=100 + 10 * i))
+        cm_sim.update_work_order(wo_id, {"description": "edited"})
+    cm_sim.clock.freeze(None)
+    return made
+
+
+MATCHERS: dict[str, Callable[[datetime, datetime], bool]] = {
+    "eq": lambda v, t: v == t,
+    "not_eq": lambda v, t: v != t,
+    "gt": lambda v, t: v > t,
+    "gteq": lambda v, t: v >= t,
+    "lt": lambda v, t: v < t,
+    "lteq": lambda v, t: v <= t,
+}
+
+
+@pytest.mark.parametrize("attribute", ["created_at", "updated_at"])
+@pytest.mark.parametrize("matcher", [*MATCHERS, "in"])
+def test_every_timestamp_matcher_over_the_api(make_cm_client, stamped, attribute, matcher) -> None:
+    client = make_cm_client()
+    every = {i["id"]: i for i in client.list_page("/work_orders", per_page=100).items}
+    assert set(every) == set(stamped)
+    values = {i: datetime.fromisoformat(item[attribute]) for i, item in every.items()}
+    pivot = sorted(values.values())[2]  # the middle one: every matcher splits the set
+    if matcher == "in":
+        chosen = sorted(values.values())[1:4:2]
+        target: object = [_iso(v) for v in chosen]
+        expected = {i for i, v in values.items() if v in chosen}
+    else:
+        target = _iso(pivot)
+        expected = {i for i, v in values.items() if MATCHERS[matcher](v, pivot)}
+    page = client.list_page(
+        "/work_orders", per_page=100, filters=[(f"{attribute}_{matcher}", target)]
+    )
+    assert {i["id"] for i in page.items} == expected
+    assert 0 < len(expected) < len(stamped)  # the filter really selected something
+    assert page.total == len(expected)
+
+
+def test_text_cont_matcher_finds_an_outbox_token(make_cm_client, cm_sim) -> None:
+    """`description_cont` is how the outbox finds a create whose answer never came."""
+    _seed(cm_sim, 5)
+    cm_sim.create_work_order({"title": "x", "description": "Cambio ⟦syncd mt:7 t:AbC123⟧"})
+    page = make_cm_client().list_page("/work_orders", filters=[("description_cont", "t:abc123")])
+    assert [i["description"] for i in page.items] == ["Cambio ⟦syncd mt:7 t:AbC123⟧"]
