@@ -4,7 +4,11 @@
   is a lost record or a duplicate);
 * linked pairs agree on every field both servers can write;
 * every Click Maint usage transaction the ledger calls mirrored exists exactly once on its OT,
-  and no transaction was written twice;
+  and no transaction was written twice (the ledger's view);
+* independently of the ledger's facts, every usage transaction in Click Maint's own data that
+  is booked on a work order linked to a live OT, with a part that has a mantenimiento material
+  and a quantity mantenimiento can store, is on that OT exactly once (the server's view: a
+  transaction syncd never discovered fails here, not in the ledger's view);
 * every request and every aviso has exactly one partner (or is quarantined), no request was
   mirrored into two avisos or the other way round, and linked pairs agree on their status
   (the only field both servers can write).
@@ -15,11 +19,14 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 
 from ..config import Config
 from ..engine.mapping import RequestMapping, WorkOrderMapping
 from ..engine.records import WORK_ORDER_FIELDS
+from ..ledger.models import Link
 from ..ledger.store import Ledger
+from .catalog import PARTS
 from .clickmaint_sim import ClickMaintSim
 from .mantenimiento_sim import MantenimientoSim
 
@@ -37,6 +44,11 @@ class Verdict:
     unlinked_mt: list[int] = field(default_factory=list)
     duplicated_transactions: list[str] = field(default_factory=list)
     missing_transactions: list[str] = field(default_factory=list)
+    #: the server's view (`check_transactions`): how many were due on an OT, and what is wrong
+    transactions_expected: int = 0
+    #: materials used on OTs that carry a syncd transaction marker (copies included)
+    transactions_written: int = 0
+    transaction_problems: list[str] = field(default_factory=list)
     quarantined: int = 0
     request_pairs: int = 0
     request_problems: list[str] = field(default_factory=list)
@@ -49,6 +61,7 @@ class Verdict:
             or self.unlinked_mt
             or self.duplicated_transactions
             or self.missing_transactions
+            or self.transaction_problems
             or self.request_problems
         )
 
@@ -60,6 +73,9 @@ class Verdict:
             "duplicates_or_lost": len(self.unlinked_cm) + len(self.unlinked_mt),
             "transactions_duplicated": len(self.duplicated_transactions),
             "transactions_missing": len(self.missing_transactions),
+            "transactions_expected": self.transactions_expected,
+            "transactions_written": self.transactions_written,
+            "transaction_problems": len(self.transaction_problems),
             "quarantined": self.quarantined,
             "request_pairs": self.request_pairs,
             "request_problems": len(self.request_problems),
@@ -69,6 +85,7 @@ class Verdict:
                 + [f"unlinked ot {i}" for i in self.unlinked_mt]
                 + self.duplicated_transactions
                 + self.missing_transactions
+                + self.transaction_problems
                 + self.request_problems
             )[:10],
         }
@@ -142,13 +159,78 @@ def verify(config: Config, cm: ClickMaintSim, mt: MantenimientoSim) -> Verdict:
             for record in mt.materiales_utilizados.values()
             if (match := _TX.search(str(record.get("comentario") or "")))
         )
+    verdict.transactions_written = sum(written.values())
     verdict.duplicated_transactions = [
         f"tx {tx} written {n} times" for tx, n in written.items() if n > 1
     ]
     for tx, fact in mirrored.items():
         if written.get(tx, 0) == 0 and fact.mt_ot_id and int(fact.mt_ot_id) in mt.ots:
             verdict.missing_transactions.append(f"tx {tx} mirrored but not on OT {fact.mt_ot_id}")
+    if config.streams.part_usage.enabled:
+        expected, problems = check_transactions(config, cm, mt, links)
+        verdict.transactions_expected = expected
+        verdict.transaction_problems = problems
     return verdict
+
+
+def check_transactions(
+    config: Config, cm: ClickMaintSim, mt: MantenimientoSim, links: list[Link]
+) -> tuple[int, list[str]]:
+    """The server's view of exactly-once, from Click Maint's and mantenimiento's own data.
+
+    Every usage transaction in Click Maint booked on a work order whose link is active and
+    whose OT still exists, with a part whose mantenimiento material exists and a positive
+    quantity in hundredths, must be on that OT exactly once (by its `⟦syncd tx:ID` marker);
+    no transaction may be written twice anywhere.  Returns (transactions expected, problems).
+    Only the links come from the ledger: a transaction syncd never discovered (no fact at all)
+    is missing here.
+    """
+    by_wo = {link.cm_id: link for link in links if link.stream == "work_orders"}
+    usage_types = set(config.clickmaint.usage_transaction_types)
+    with mt.lock:
+        skus = {m["sku"] for m in mt.materials.values()}
+        live_ots = set(mt.ots)
+        written: Counter[str] = Counter()
+        where: dict[str, set[int]] = {}
+        for record in mt.materiales_utilizados.values():
+            match = _TX.search(str(record.get("comentario") or ""))
+            if match:
+                written[match.group(1)] += 1
+                where.setdefault(match.group(1), set()).add(int(record["ot_id"]))
+    catalogue = {p.number: p for p in PARTS}
+    with cm.lock:
+        txs = [dict(t) for t in cm.transactions.values()]
+        parts = {pid: dict(p) for pid, p in cm.parts.items()}
+    problems: list[str] = []
+    expected = 0
+    for tx in txs:
+        key = str(tx["id"])
+        if written[key] > 1:
+            problems.append(f"tx {key} written {written[key]} times (OTs {sorted(where[key])})")
+        if tx["type"] not in usage_types or tx["work_order_id"] is None:
+            continue
+        link = by_wo.get(str(tx["work_order_id"]))
+        part = parts.get(tx["part_id"])
+        if link is None or link.state != "active" or part is None:
+            continue
+        if int(link.mt_id) not in live_ots:
+            continue
+        sku = config.mapping.parts.get(part["number"], part["number"])
+        known = catalogue.get(part["number"])
+        if sku not in skus or (known is not None and known.sku is None):
+            continue  # no material: quarantined by design (the ledger says why)
+        try:
+            quantity = Decimal(str(tx["quantity"]))
+        except InvalidOperation:
+            continue
+        if quantity <= 0 or quantity != quantity.quantize(Decimal("0.01")):
+            continue
+        expected += 1
+        if written[key] == 0:
+            problems.append(f"tx {key} (wo {tx['work_order_id']}, part {part['number']}) missing")
+        elif where.get(key) != {int(link.mt_id)}:
+            problems.append(f"tx {key} on OT {sorted(where[key])}, expected OT {link.mt_id}")
+    return expected, problems
 
 
 def _verify_requests(
