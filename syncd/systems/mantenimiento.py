@@ -33,6 +33,8 @@ LOGIN_PATH = "/admin/login/"
 _NOT_FOUND_500 = "No OrdenTrabajo matches the given query"
 _AVISO_LOCATION = re.compile(r"/mantenimiento/app/aviso/(\d+)/?$")
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+#: walks over a multi-page materials listing before accepting what they found
+MATERIAL_WALKS = 4
 #: a login answered 429: wait at most this long (the HTTP layer's own cap for Retry-After)
 MAX_RETRY_AFTER = RetryPolicy().max_retry_after
 
@@ -445,7 +447,33 @@ class MantenimientoClient:
             raise BadResponse("material record answer without id", server=self.server) from None
 
     def iter_materials(self, q: str = "") -> Iterator[dict[str, Any]]:
-        page = 1
+        """Every material matching `q`, each once, lazily (stop early and nothing more is read).
+
+        The view pages 30 at a time by offset over a catalogue people edit: an insert or a
+        rename between two page requests repeats an item (dropped here by id), a delete or a
+        rename moves one past us unseen.  A single page is a snapshot; a longer walk is walked
+        again until two walks in a row return the same materials in the same order (a walk
+        nothing moved under), at most `MATERIAL_WALKS` times, yielding what the walks add.
+        """
+        seen: set[Any] = set()
+        previous: list[Any] | None = None
+        for _ in range(MATERIAL_WALKS):
+            order: list[Any] = []
+            pages = 0
+            for results in self._material_pages(q):
+                pages += 1
+                for item in results:
+                    key = item.get("id") if isinstance(item, dict) else None
+                    order.append(key)
+                    if key is None or key not in seen:
+                        seen.add(key)
+                        yield item
+            if pages <= 1 or order == previous:
+                return
+            previous = order
+
+    def _material_pages(self, q: str) -> Iterator[list[dict[str, Any]]]:
+        page, limit = 1, None
         while True:
             params: dict[str, Any] = {"page": page}
             if q:
@@ -454,7 +482,11 @@ class MantenimientoClient:
             results = payload.get("results") if isinstance(payload, dict) else None
             if not isinstance(results, list):
                 raise BadResponse("materials page without results", server=self.server)
-            yield from results
-            if not payload.get("has_next"):
+            yield results
+            if page == 1:
+                # a catalogue growing faster than we read it cannot keep us here forever
+                said = payload.get("num_pages")
+                limit = 2 * said + 5 if isinstance(said, int) else None
+            if not payload.get("has_next") or (limit is not None and page >= limit):
                 return
             page += 1

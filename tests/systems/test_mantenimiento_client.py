@@ -17,6 +17,7 @@ from syncd.systems.errors import (
     NotFound,
     OutcomeUnknown,
     PermissionDenied,
+    RateLimited,
     Rejected,
     ServerError,
 )
@@ -258,3 +259,148 @@ def test_a_login_that_stays_down_is_a_server_error(mt_sim) -> None:
         client.get_ot(first_open_ot(mt_sim))
     assert not isinstance(caught.value, AuthFailed)
     assert "login answered HTTP 503" in str(caught.value)
+
+
+# -- one round trip per remaining client method ---------------------------------------------
+def test_move_ot_date_shifts_both_ends_and_replays_harmlessly(mt_sim) -> None:
+    client = make_client(mt_sim)
+    ot_id = first_open_ot(mt_sim)
+    ot = mt_sim.ots[ot_id]
+    start, end = ot["inicio_programado"], ot["fin_programado"]
+    target = (start + timedelta(days=9)).date()
+    client.move_ot_date(ot_id, target.isoformat())
+    assert mt_sim.ots[ot_id]["inicio_programado"] == start + timedelta(days=9)
+    assert mt_sim.ots[ot_id]["fin_programado"] == end + timedelta(days=9)
+    client.move_ot_date(ot_id, target.isoformat())  # the date is absolute: a replay is a no-op
+    assert mt_sim.ots[ot_id]["inicio_programado"] == start + timedelta(days=9)
+    shown = client.get_ot(ot_id)["inicio"]
+    assert shown.split()[0] == target.strftime("%d/%m/%Y")
+    with pytest.raises(NotFound):
+        client.move_ot_date(999_999, target.isoformat())
+    with pytest.raises(Rejected):
+        client.move_ot_date(ot_id, "")
+
+
+def test_delete_ots_removes_only_active_ones(mt_sim) -> None:
+    client = make_client(mt_sim)
+    active = first_open_ot(mt_sim)
+    closed = client.create_ot({"descripcion": "para cerrar t:del1", "ubicacion": 11})[0]
+    client.close_ot(closed, fecha_inicio="2026-01-01T08:00", fecha_fin="2026-01-01T09:00")
+    client.delete_ots([active, closed, 999_999])
+    assert client.get_ot(active) is None
+    assert client.get_ot(closed)["raw_status"] == "REALIZADA"  # the view keeps closed OTs
+    client.delete_ots([active])  # replaying is harmless: nothing left to delete
+    assert closed in mt_sim.ots
+
+
+def test_notifications_round_trip(mt_sim) -> None:
+    client = make_client(mt_sim)
+    seeded = client.notifications()
+    me = mt_sim.users["syncd"]["id"]
+    mt_sim.add_notification(me, "OT 1001 asignada", tipo="WARNING")
+    mt_sim.add_notification(mt_sim.users["tecnico1"]["id"], "no es para syncd")
+    items = client.notifications()
+    assert len(items) == len(seeded) + 1
+    assert (items[0]["mensaje"], items[0]["tipo"]) == ("OT 1001 asignada", "WARNING")  # newest
+    assert set(items[0]) == {"id", "mensaje", "tipo", "creado_en"}
+    assert "no es para syncd" not in {n["mensaje"] for n in items}
+
+
+def test_ots_today_lists_unscheduled_ots_and_filters(mt_sim) -> None:
+    client = make_client(mt_sim)
+    ot_id, codigo = client.create_ot({"descripcion": "hoy mismo t:hoy1", "ubicacion": 11})
+    today = client.ots_today()
+    assert set(today) >= {"ots", "total", "can_delete"}
+    assert ot_id in {o["id"] for o in today["ots"]} or today["total"] == 20  # capped at 20
+    specific = client.ots_today(q=str(ot_id))
+    assert [o["id"] for o in specific["ots"]][:1] == [ot_id]
+    assert specific["ots"][0]["codigo"] == codigo
+    assert specific["ots"][0]["descripcion"] == "hoy mismo t:hoy1"
+    preventive = client.ots_today(tipo="PROGRAMADA")
+    assert all(o["tipo"] == "PROGRAMADA" for o in preventive["ots"])
+    assert ot_id not in {o["id"] for o in preventive["ots"]}
+
+
+def test_remaining_methods_over_a_real_socket(mt_sim) -> None:
+    with ServerThread(mt_sim) as server:
+        client = make_client(None, base_url=server.url)
+        ot_id = first_open_ot(mt_sim)
+        start = mt_sim.ots[ot_id]["inicio_programado"]
+        client.move_ot_date(ot_id, (start + timedelta(days=1)).date().isoformat())
+        assert mt_sim.ots[ot_id]["inicio_programado"] == start + timedelta(days=1)
+        mt_sim.add_notification(mt_sim.users["syncd"]["id"], "por socket")
+        assert client.notifications()[0]["mensaje"] == "por socket"
+        assert client.ots_today(q=str(ot_id))["ots"][0]["id"] == ot_id
+        client.delete_ots([ot_id])
+        assert client.get_ot(ot_id) is None
+
+
+# -- drift and throttling on plain reads ------------------------------------------------------
+def test_iter_materials_is_complete_under_page_drift(mt_sim) -> None:
+    """The catalogue changes between two page requests (inserts, renames, deletes): every
+    material that existed throughout is still yielded, and none twice."""
+    for i in range(100):
+        mt_sim.add_material(f"Material {i:03d}", f"MAT-{i:03d}", stock=1.0)
+    client = make_client(mt_sim)
+    drifted = 0
+    for seed in range(10):
+        before = set(mt_sim.materials)
+        mt_sim.faults.configure(FaultConfig(page_drift_rate=0.3, seed=seed))
+        got = [m["id"] for m in client.iter_materials()]
+        drifted += mt_sim.faults.counts["page_drift"]
+        mt_sim.faults.clear()
+        throughout = before & set(mt_sim.materials)
+        assert len(got) == len(set(got)), f"seed {seed}: duplicates"
+        assert throughout <= set(got), f"seed {seed}: missed {sorted(throughout - set(got))}"
+    assert drifted >= 10
+    # without drift a multi-page walk is read twice (the second walk confirms the first);
+    # a query that fits one page costs one request, and stopping early costs what was read
+    requests = client.http.stats.count
+    before_calls = requests()
+    assert {m["id"] for m in client.iter_materials()} == set(mt_sim.materials)
+    pages = -(-len(mt_sim.materials) // 30)
+    assert requests() - before_calls == 2 * pages
+    before_calls = requests()
+    assert [m["sku"] for m in client.iter_materials("MAT-042")] == ["MAT-042"]
+    assert next(iter(client.iter_materials())) is not None
+    assert requests() - before_calls == 2
+
+
+def test_a_429_burst_on_a_read_is_waited_out(mt_sim) -> None:
+    """nginx in front of mantenimiento answers a burst of 429s (Retry-After: 1): the read
+    waits each one out and succeeds; a burst longer than the retries is RateLimited."""
+    slept: list[float] = []
+    burst_ends = [True]
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        if burst_ends[0] and len(slept) == 3:
+            mt_sim.faults.clear()  # the burst is over by the fourth attempt
+
+    auth = DjangoSessionAuth("syncd", lambda: PASSWORD)
+    http = HttpClient(
+        "mantenimiento",
+        "http://mt.test",
+        auth=auth,
+        retry=RetryPolicy(attempts=4, backoff_initial=0.01, jitter=0.0),
+        transport=httpx.WSGITransport(app=mt_sim),
+        stats=RequestStats(),
+        sleep=sleep,
+        classify_5xx=MantenimientoClient.classify_5xx,
+    )
+    client = MantenimientoClient(http, auth)
+    ot_id = first_open_ot(mt_sim)
+    client.get_ot(ot_id)
+    mt_sim.faults.configure(FaultConfig(burst_429_rate=1.0, burst_429_length=3))
+    assert client.get_ot(ot_id)["id"] == ot_id
+    assert slept == [1.0, 1.0, 1.0]
+    assert http.stats.throttled["mantenimiento"] == 3
+    assert mt_sim.log.by_status[429] == 3
+    slept.clear()
+    burst_ends[0] = False
+    mt_sim.faults.configure(FaultConfig(burst_429_rate=1.0, burst_429_length=10))
+    with pytest.raises(RateLimited) as caught:
+        client.get_ot(ot_id)
+    assert caught.value.retry_after == 1.0 and "429" in str(caught.value)
+    assert slept == [1.0, 1.0, 1.0]  # waited before each of the 3 resends, then gave up
+    mt_sim.faults.clear()
