@@ -110,7 +110,7 @@ def _check_ledger(config: Config) -> CheckResult:
         db.conn.close()
     stored = None if row is None else json.loads(row[0])
     current = config.mapping_fingerprint()
-    if stored is not None and stored != current:
+    if not config.fingerprint_matches(stored):
         return CheckResult(
             "ledger",
             "warn",

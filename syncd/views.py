@@ -280,7 +280,7 @@ def status_report(config: Config) -> dict[str, Any]:
             report["notes"].extend(stream["notes"])
         stored = ledger.get_meta("mapping_fingerprint")
         current = config.mapping_fingerprint()
-        if stored is not None and stored != current:
+        if not config.fingerprint_matches(stored):
             report["problems"].append(
                 f"mapping configuration changed (fingerprint {stored} -> {current}); "
                 "sync refuses to run until `syncd resync --rebaseline`"

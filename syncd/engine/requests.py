@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 from ..faultpoints import crashpoint
 from ..ledger.models import Intent, Link, utcnow
 from ..systems.errors import NotFound
+from .fingerprint import check_mapping_fingerprint
 from .mapping import MappingError, RequestMapping, iso_z, parse_iso
 from .merge import Resolution, advance_base, base_after_write, edited_during_write, merge
 from .plan import Origin, deletion_guard, origin_of
@@ -45,7 +46,10 @@ class RequestSync(Stream):
         self.mapping = RequestMapping(rt.config)
         self._avisos: dict[int, dict[str, Any]] | None = None
 
-    def cycle_body(self, report: CycleReport, *, full: bool = False, **_options: Any) -> None:
+    def cycle_body(
+        self, report: CycleReport, *, full: bool = False, rebaseline: bool = False, **_: Any
+    ) -> None:
+        check_mapping_fingerprint(self, rebaseline=rebaseline)  # statuses, priorities, scope
         self._avisos = None
         self._resume_outbox()
         self._scan_requests(full=full)

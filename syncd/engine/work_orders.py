@@ -32,6 +32,7 @@ from ..systems.errors import (
     Unavailable,
 )
 from . import probe_gaps
+from .fingerprint import check_mapping_fingerprint
 from .mapping import MappingError, WorkOrderMapping, iso_z, parse_iso, with_marker
 from .merge import (
     MANTENIMIENTO,
@@ -54,7 +55,6 @@ from .run import (
     FATAL_REMOTE,
     RECORD_ERRORS,
     CycleReport,
-    MappingChanged,
     Runtime,
     Stream,
     reason_of,
@@ -111,7 +111,7 @@ class WorkOrderSync(Stream):
         self._reads_ok = {"cm": 0, "mt": 0}
         self._prefer = prefer
         self._resync = full or since is not None or prefer is not None
-        self._check_fingerprint(rebaseline)
+        check_mapping_fingerprint(self, rebaseline=rebaseline)
         cycle_no = int(self.ledger.get_meta("wo_cycle_no", 0) or 0) + 1
         if not self.rt.dry_run:
             self.ledger.set_meta("wo_cycle_no", cycle_no)
@@ -195,21 +195,6 @@ class WorkOrderSync(Stream):
                 except RECORD_ERRORS as exc:
                     self._record_failure("cm", cm_id, exc)
         self.report.counts["relink_pages"] += scan.report.pages
-
-    def _check_fingerprint(self, rebaseline: bool) -> None:
-        current = self.config.mapping_fingerprint()
-        stored = self.ledger.get_meta("mapping_fingerprint")
-        if stored is None or (rebaseline and stored != current):
-            if not self.rt.dry_run:
-                self.ledger.set_meta("mapping_fingerprint", current)
-                if stored is not None:
-                    self.history("rebaseline", old=stored, new=current)
-            return
-        if stored != current:
-            raise MappingChanged(
-                f"the mapping configuration changed (fingerprint {stored} -> {current}); "
-                "review it, then run `syncd resync --rebaseline` to accept it"
-            )
 
     def _policy(self, field: str) -> str:
         if self._prefer:

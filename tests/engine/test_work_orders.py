@@ -527,9 +527,17 @@ def test_changed_mapping_requires_rebaseline(h: Harness) -> None:
     h.write_config(extra)
     refused = h.sync()
     assert refused.status == "failed" and "rebaseline" in (refused.error or "")
+    refused = h.sync(stream="requests")  # priorities shape requests too: gated the same way
+    assert refused.status == "failed" and "rebaseline" in (refused.error or "")
+    assert h.sync(stream="part_usage").status == "ok"  # facts: not shaped by this mapping
+    writes = h.writes()
     accepted = h.sync(kind="resync", rebaseline=True)
     assert accepted.status == "ok"
-    assert h.sync().status == "ok"
+    assert h.writes() == writes  # accepting a mapping rewrites nothing by itself
+    assert h.sync().status == "ok" and h.sync(stream="requests").status == "ok"
+    ledger = h.ledger()
+    assert ledger.count_history("rebaseline") == 1
+    ledger.close()
 
 
 def test_cycle_cut_by_the_budget_is_partial_and_says_when_to_resume(tmp_path: Path) -> None:
