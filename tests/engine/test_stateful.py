@@ -20,24 +20,41 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
+from syncd.engine.records import find_marker
+
 from .harness import Harness, make_harness
 
-FIELDS = ("title", "description", "status")
+CANCELLED = 6  # the simulator's "cancelled" status id (clickmaint.cancelled_status)
+
+FIELDS = ("title", "description", "status", "due")
 WORDS = st.sampled_from(["Bomba", "Compresor", "Filtro", "Válvula", "Motor", "Tablero", "Ñandú"])
 TEXT = st.builds(lambda a, b, n: f"{a} {b} {n}", WORDS, WORDS, st.integers(0, 9))
 CM_STATUS = st.sampled_from([1, 2, 3, 5])
 MT_ESTADO = st.sampled_from(["ESPERA", "PROGRAMADA", "EJECUCION", "REALIZADA"])
+#: whole hours ahead: both servers hold them exactly (mantenimiento keeps minutes)
+DUE_HOURS = st.integers(24, 24 * 60)
+
+
+def due_at(hours: int) -> datetime:
+    return datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(hours=hours)
 
 
 class SyncMachine(RuleBasedStateMachine):
+    #: extra config of this machine (a subclass runs the same contract under another policy)
+    POLICY = ""
+
     def __init__(self) -> None:
         super().__init__()
         self.tmp = Path(tempfile.mkdtemp(prefix="syncd-stateful-"))
         # the mass-delete guard has its own tests; here deletions pile up between the full
         # passes that find Click Maint's, and each must cancel its partner
-        self.h: Harness = make_harness(self.tmp, extra_config="[deletes]\nmax_fraction = 1.0\n")
+        self.h: Harness = make_harness(
+            self.tmp, extra_config="[deletes]\nmax_fraction = 1.0\n" + self.POLICY
+        )
         #: work orders deleted in Click Maint -> the OT they were linked to at the time
         self.deleted_wos: dict[str, str] = {}
+        #: OTs deleted in mantenimiento -> the work order they were linked to at the time
+        self.deleted_ots: dict[str, str] = {}
         #: (cm_id, field) -> (cm base, mt base): what each side held at the last agreement
         self.base: dict[tuple[str, str], tuple[object, object]] = {}
         self.expected_conflicts: set[tuple[str, str]] = set()
@@ -73,7 +90,10 @@ class SyncMachine(RuleBasedStateMachine):
 
     def pick_wo(self, n: int) -> int | None:
         ids = sorted(self.h.cm.work_orders)
-        return ids[n % len(ids)] if ids else None
+        wo = ids[n % len(ids)] if ids else None
+        # likewise a later edit of a work order cancelled because its OT was deleted
+        self.deleted_ots = {o: w for o, w in self.deleted_ots.items() if w != str(wo)}
+        return wo
 
     def pick_ot(self, n: int) -> int | None:
         ids = sorted(self.h.mt.ots)
@@ -109,20 +129,45 @@ class SyncMachine(RuleBasedStateMachine):
             fin_programado=(start + timedelta(hours=2)).isoformat(),
         )
 
-    @rule(n=st.integers(0, 50), title=TEXT, text=TEXT, status=CM_STATUS, which=st.integers(0, 2))
-    def edit_cm(self, n: int, title: str, text: str, status: int, which: int) -> None:
+    @rule(
+        n=st.integers(0, 50),
+        title=TEXT,
+        text=TEXT,
+        status=CM_STATUS,
+        hours=DUE_HOURS,
+        which=st.integers(0, 3),
+    )
+    def edit_cm(self, n: int, title: str, text: str, status: int, hours: int, which: int) -> None:
         wo = self.pick_wo(n)
         if wo is None:
             return
-        change = [{"title": title}, {"description": text}, {"status_id": status}][which]
+        change = [
+            {"title": title},
+            {"description": text},
+            {"status_id": status},
+            {"due_date": due_at(hours).isoformat()},
+        ][which]
         self.h.cm.update_work_order(wo, change)
 
-    @rule(n=st.integers(0, 50), title=TEXT, text=TEXT, estado=MT_ESTADO, which=st.integers(0, 2))
-    def edit_mt(self, n: int, title: str, text: str, estado: str, which: int) -> None:
+    @rule(
+        n=st.integers(0, 50),
+        title=TEXT,
+        text=TEXT,
+        estado=MT_ESTADO,
+        hours=DUE_HOURS,
+        which=st.integers(0, 3),
+    )
+    def edit_mt(self, n: int, title: str, text: str, estado: str, hours: int, which: int) -> None:
         ot = self.pick_ot(n)
         if ot is None:
             return
-        change = [{"descripcion_corta": title}, {"notas": text}, {"estado": estado}][which]
+        end = due_at(hours)
+        change = [
+            {"descripcion_corta": title},
+            {"notas": text},
+            {"estado": estado},
+            {"inicio_programado": end - timedelta(hours=2), "fin_programado": end},
+        ][which]
         self.h.mt.update_ot(ot, **change)
 
     @rule(n=st.integers(0, 50))
@@ -133,12 +178,16 @@ class SyncMachine(RuleBasedStateMachine):
         now = datetime.now(UTC)
         self.h.mt.close_ot(ot, fecha_inicio=now - timedelta(hours=1), fecha_fin=now)
 
-    @precondition(lambda self: len(self.h.mt.ots) > 12)
+    @precondition(lambda self: len(self.h.mt.ots) > 4)
     @rule(n=st.integers(0, 50))
     def delete_ot(self, n: int) -> None:
         ot = self.pick_ot(n)
-        if ot is not None:
-            self.h.mt.delete_ot(ot)
+        if ot is None:
+            return
+        partner = {mt: cm for cm, mt in self.active_pairs()}.get(str(ot))
+        self.h.mt.delete_ot(ot)
+        if partner is not None:
+            self.deleted_ots[str(ot)] = partner
 
     @precondition(lambda self: len(self.h.cm.work_orders) > 4)
     @rule(n=st.integers(0, 50))
@@ -197,7 +246,8 @@ class SyncMachine(RuleBasedStateMachine):
         assert len({mt for _, mt in pairs}) == len(pairs)
         ledger = self.h.ledger()
         try:  # an OT whose work order was deleted stays linked, as `cm_deleted`
-            linked_ots = {int(k.mt_id) for k in ledger.iter_links("work_orders", state=None)}
+            links = list(ledger.iter_links("work_orders", state=None))
+            linked_ots = {int(k.mt_id) for k in links}
         finally:
             ledger.close()
         strays = [
@@ -206,6 +256,13 @@ class SyncMachine(RuleBasedStateMachine):
             if ot["tipo"] == "NO_PROGRAMADA" and i not in linked_ots
         ]
         assert not strays, f"OTs created by syncd but unlinked: {strays}"
+        linked_wos = {int(k.cm_id) for k in links}
+        cm_strays = [
+            i
+            for i, wo in self.h.cm.work_orders.items()
+            if find_marker(str(wo["description"] or "")) is not None and i not in linked_wos
+        ]
+        assert not cm_strays, f"work orders created by syncd but unlinked: {cm_strays}"
 
     def check_convergence(self) -> None:
         """Faults stop: a day passes (so the next cycle lists Click Maint ids, which is how
@@ -230,16 +287,34 @@ class SyncMachine(RuleBasedStateMachine):
             if int(ot) in self.h.mt.ots:  # deleted on both sides is fine too
                 estado = self.h.mt.ots[int(ot)]["estado"]
                 assert estado == "CANCELADA", f"wo {wo} deleted, its OT {ot} is {estado}"
+        for ot, wo in self.deleted_ots.items():
+            if int(wo) in self.h.cm.work_orders:
+                status = self.h.cm.work_orders[int(wo)]["status_id"]
+                assert status == CANCELLED, f"ot {ot} deleted, its work order {wo} is {status}"
+
+
+class NewestWinsMachine(SyncMachine):
+    """The same contract under the `newest` policy: conflicts are logged and settled at once
+    (status `auto`), none stays open."""
+
+    POLICY = '[conflicts]\ndefault_policy = "newest"\n'
+
+
+STATEFUL_SETTINGS = settings(
+    max_examples=int(os.environ.get("SYNCD_STATEFUL_EXAMPLES", "20")),
+    stateful_step_count=int(os.environ.get("SYNCD_STATEFUL_STEPS", "18")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
 
 
 class TestStatefulSync(SyncMachine.TestCase):  # type: ignore[name-defined]
     # long: SYNCD_STATEFUL_EXAMPLES=150 SYNCD_STATEFUL_STEPS=30 pytest --timeout=0 <this file>
-    settings = settings(
-        max_examples=int(os.environ.get("SYNCD_STATEFUL_EXAMPLES", "20")),
-        stateful_step_count=int(os.environ.get("SYNCD_STATEFUL_STEPS", "18")),
-        deadline=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-    )
+    settings = STATEFUL_SETTINGS
+
+
+class TestStatefulSyncNewest(NewestWinsMachine.TestCase):  # type: ignore[name-defined]
+    settings = settings(STATEFUL_SETTINGS, max_examples=max(5, STATEFUL_SETTINGS.max_examples // 2))
 
 
 def _teardown_with_convergence(self: SyncMachine) -> None:
