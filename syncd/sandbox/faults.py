@@ -52,26 +52,42 @@ class FaultConfig:
 
     @classmethod
     def parse_spec(cls, spec: str) -> FaultConfig:
-        """Parse `name=value,name=value` as used by `syncd sandbox --chaos`."""
-        cfg = cls()
-        if not spec:
-            return cfg
-        if spec == "all":
-            return cls.chaos_all()
-        types = {f.name: f.type for f in fields(cls)}
-        for part in spec.split(","):
-            part = part.strip()
-            if not part:
+        """Parse `name=value,name=value` as used by `syncd sandbox --chaos`.
+
+        `all` stands for every fault at its chaos rate and may be combined with overrides
+        (`all,seed=7,page_drift_rate=0`).  A typo, a value of the wrong type or out of range
+        is a ValueError naming the option: a chaos run must not silently test less.
+        """
+        parts = [p.strip() for p in (spec or "").split(",") if p.strip()]
+        cfg = cls.chaos_all() if "all" in parts else cls()
+        types = {f.name: str(f.type) for f in fields(cls)}
+        for part in parts:
+            if part == "all":
                 continue
             if "=" not in part:
                 raise ValueError(f"bad chaos option {part!r}: expected name=value")
             name, raw = (s.strip() for s in part.split("=", 1))
             if name not in types:
                 raise ValueError(f"unknown chaos option {name!r}")
-            kind = str(types[name])
-            value: Any = int(raw) if ("int" in kind and "float" not in kind) else float(raw)
+            integral = "int" in types[name] and "float" not in types[name]
+            try:
+                value: Any = int(raw) if integral else float(raw)
+            except ValueError:
+                kind = "a whole number" if integral else "a number"
+                raise ValueError(f"chaos option {name} must be {kind}, not {raw!r}") from None
             setattr(cfg, name, value)
+        cfg.validate()
         return cfg
+
+    def validate(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name.endswith("_rate") and not 0.0 <= value <= 1.0:
+                raise ValueError(f"chaos option {f.name} is a probability (0-1), not {value}")
+            if f.name != "seed" and value is not None and value < 0:
+                raise ValueError(f"chaos option {f.name} cannot be negative ({value})")
+        if self.latency_ms_min > self.latency_ms_max > 0:
+            raise ValueError("chaos option latency_ms_min is above latency_ms_max")
 
     @classmethod
     def chaos_all(cls, seed: int | None = None) -> FaultConfig:
