@@ -161,7 +161,10 @@ def test_empty_account_capabilities_are_unknown(make_cm_client) -> None:
     assert caps.updated_at_filter is None and caps.updated_at_sort is None
 
 
-def test_rate_limit_429_is_honoured_and_budget_follows_headers(make_cm_client, cm_sim) -> None:
+def test_budget_follows_rate_headers_so_the_limiter_never_answers_429(
+    make_cm_client, cm_sim
+) -> None:
+    """(A 429 that does come is waited out: tests/systems/test_http_behaviour.py.)"""
     _seed(cm_sim, 3)
     cm_sim.variant.update({"rate_limit": 4, "rate_window": 1.0})
     budget = RateBudget("clickmaint", 300, 1.0, reserve=0)  # configured window, learnt limit
@@ -172,7 +175,7 @@ def test_rate_limit_429_is_honoured_and_budget_follows_headers(make_cm_client, c
     assert budget.limit == 4  # learnt from X-RateLimit-Limit
     assert time.monotonic() - started >= 0.9  # had to wait for the window to reset
     statuses = cm_sim.log.by_status
-    assert statuses.get(200) == 8
+    assert statuses.get(200) == 8 and 429 not in statuses
 
 
 def test_retry_after_from_fault_burst(make_cm_client, cm_sim) -> None:
@@ -183,8 +186,12 @@ def test_retry_after_from_fault_burst(make_cm_client, cm_sim) -> None:
     # every request starts a burst: the client must give up with RateLimited, not spin forever
     from syncd.systems.errors import RateLimited
 
+    started = time.monotonic()
     with pytest.raises(RateLimited):
         client.get_work_order(WO1)
+    # each of the 4 resends waited for the 429's Retry-After (1 s) in the budget
+    assert time.monotonic() - started >= 4 * 1.0
+    assert cm_sim.log.by_status[429] == 5
     cm_sim.faults.configure(FaultConfig(burst_429_rate=0.0))
     assert client.get_work_order(WO1)["id"] == WO1
 
