@@ -20,13 +20,14 @@ updates and reconcile, which change stock, not usage).  Such records are logged 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from ..faultpoints import crashpoint
 from ..ledger.models import Fact, Intent, Link, iso_ms, utcnow
+from ..systems.clickmaint import Capabilities
 from ..systems.errors import (
     BadResponse,
     NotFound,
@@ -53,6 +54,8 @@ MARKER_PREFIX = "⟦syncd tx:"
 #: cursor: closed OTs whose link was saved since this instant get their materials read
 CLOSED_CURSOR = "closed_materials_since"
 CLOSED_MARGIN = timedelta(minutes=1)
+#: meta key set once a history listing was seen ignoring its updated_at filter or sort
+HISTORY_IGNORES_FILTERS = "history_ignores_filters"
 #: materiales-utilizados `cantidad` is a Decimal(12, 2)
 MAX_QUANTITY = Decimal("9999999999.99")
 
@@ -198,9 +201,8 @@ class PartUsageSync(Stream):
             return  # re-read by the lookback window; its history was paged at this stamp
         key = f"part:{part_id}"
         cursor = self.ledger.get_cursor(self.name, key)
-        # same listing conventions as /parts (one backend), so its capabilities apply
         scan = self.clickmaint_scan(
-            f"/parts/{part_id}/transaction_history", cursor, caps=self.cm_capabilities("/parts")
+            f"/parts/{part_id}/transaction_history", cursor, caps=self._history_capabilities()
         )
         for batch in scan:
             for tx in batch.items:
@@ -213,12 +215,40 @@ class PartUsageSync(Stream):
             if batch.checkpoint and not self.rt.dry_run:
                 self.ledger.set_cursor(self.name, key, batch.checkpoint)
         self.report.counts["history_pages"] += scan.report.pages
+        if any("ignored" in note for note in scan.report.notes):
+            self._history_ignores_filters(part_id, scan.report.notes)
         # Stamps are whole seconds: a transaction booked later in the second the part is
         # stamped with leaves that stamp unchanged.  Only a stamp behind the horizon (that
         # second was over before the history was read) proves the history is complete at it.
         settled = part_updated is not None and part_updated <= scan.horizon
         if scan.report.complete and settled and not self.rt.dry_run:
             self.ledger.set_cursor(self.name, seen_key, part_updated)
+
+    def _history_capabilities(self) -> Capabilities:
+        """What a part's history listing honours.
+
+        The reference leaves open whether `transaction_history` honours the `updated_at`
+        filter and sort; it is taken to behave like `/parts` (one backend) until a scan sees
+        it ignore one.  From then on histories are read whole (the `full` strategy): a keyset
+        scan of a listing that ignores its filter would stop at the first page every time and
+        never reach a new transaction further down.  A history is read only when its part
+        changed, and is short, so this costs little.
+        """
+        caps = self.cm_capabilities("/parts")
+        if self.ledger.get_meta(HISTORY_IGNORES_FILTERS):
+            return replace(caps, updated_at_filter=False, updated_at_sort=False)
+        return caps
+
+    def _history_ignores_filters(self, part_id: int, notes: list[str]) -> None:
+        if self.rt.dry_run or self.ledger.get_meta(HISTORY_IGNORES_FILTERS):
+            return
+        self.ledger.set_meta(HISTORY_IGNORES_FILTERS, {"part": part_id, "at": utcnow()})
+        self.log.warning(
+            "clickmaint.history_ignores_filters",
+            part=part_id,
+            notes=notes,
+            hint="part histories are read whole from now on",
+        )
 
     def history_keys(self, side: str, record_id: Any) -> dict[str, Any]:
         """Quarantined records of this stream are transactions, not work orders: filed under

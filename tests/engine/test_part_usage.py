@@ -449,3 +449,49 @@ def test_every_transaction_decision_is_visible_by_transaction_id(h: Harness) -> 
     )
     text = CliRunner().invoke(cli, ["history", "clickmaint:tx:999999"], env=env).output
     assert "no history for clickmaint:tx:999999" in text
+
+
+class HistoryIgnoresFilters(httpx.BaseTransport):
+    """A Click Maint whose transaction_history honours `sort` but not `filter[...]`: the
+    reference leaves open whether it does."""
+
+    def __init__(self, inner: httpx.BaseTransport) -> None:
+        self.inner = inner
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/transaction_history"):
+            params = [(k, v) for k, v in request.url.params.multi_items() if "filter[" not in k]
+            request = httpx.Request(
+                request.method,
+                request.url.copy_with(params=params),
+                headers=request.headers,
+            )
+        return self.inner.handle_request(request)
+
+
+def test_a_history_listing_that_ignores_its_filter_is_read_whole(h: Harness) -> None:
+    """A keyset scan of a history that ignores `filter[updated_at_gteq]` would stop at its
+    first page every time; a new usage further down must still be found."""
+    h.rewrite_config(lambda text: text.replace("[clickmaint]\n", "[clickmaint]\nper_page = 5\n", 1))
+    h.cm_transport.inner = HistoryIgnoresFilters(h.cm_transport.inner)
+    for i in range(3):  # parts stamped in different seconds: /parts shows it honours the sort
+        h.cm.clock.advance(2)
+        h.cm.create_part({"name": f"Junta {i}", "number": f"JNT-{i}"})
+    wo, ot = linked_work_order(h)
+    part = h.parts["BRG-6204"]  # type: ignore[attr-defined]
+    base = datetime.now(UTC) - timedelta(hours=2)
+    for i in range(12):
+        h.cm.add_transaction(
+            part, "usage", 1, work_order_id=wo, created_at=base + timedelta(minutes=i)
+        )
+    usage_sync(h)
+    assert len(materials(h, ot)) == 12
+    h.cm.clock.advance(120)
+    h.cm.add_transaction(part, "usage", 3, work_order_id=wo, note="la de hoy")
+    for _ in range(3):
+        usage_sync(h)
+    assert sorted(str(m["cantidad"]) for m in materials(h, ot)).count("3.00") == 1
+    assert len(materials(h, ot)) == 13
+    ledger = h.ledger()
+    assert ledger.get_meta("history_ignores_filters") is not None
+    ledger.close()
