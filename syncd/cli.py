@@ -621,7 +621,10 @@ def _variant(items: tuple[str, ...]) -> Any:
         if current is None:
             raise ValueError(f"unknown variant {key!r}")
         if isinstance(current, bool):
-            values[key.strip()] = raw.strip().lower() in ("1", "true", "yes", "on")
+            word = raw.strip().lower()
+            if word not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+                raise ValueError(f"bad --variant {item!r}: {key.strip()} is true or false")
+            values[key.strip()] = word in ("1", "true", "yes", "on")
         elif isinstance(current, int):
             values[key.strip()] = int(raw)
         else:

@@ -351,3 +351,22 @@ def test_command_line_log_flags_win_over_the_config(env: dict[str, str]) -> None
     assert root.level == logging.WARNING
     Context(None, "error", None).setup_logging(config)
     assert root.level == logging.ERROR
+
+
+@pytest.mark.parametrize(
+    ("item", "expected"),
+    [("updated_at_filter=false", False), ("updated_at_filter=On", True), ("per_page_cap=50", 50)],
+)
+def test_sandbox_variant_values_are_parsed(item: str, expected: object) -> None:
+    from syncd.cli import _variant
+
+    key = item.partition("=")[0]
+    assert getattr(_variant((item,)), key) == expected
+
+
+@pytest.mark.parametrize("item", ["updated_at_filter=flase", "no_such_thing=1", "per_page_cap"])
+def test_a_mistyped_sandbox_variant_is_refused_not_guessed(item: str) -> None:
+    from syncd.cli import _variant
+
+    with pytest.raises(ValueError):
+        _variant((item,))
