@@ -536,12 +536,18 @@ def check(ctx: Context, offline: bool, as_json: bool) -> None:
 @click.option(
     "--chaos",
     default="",
-    help="Fault injection, e.g. 'all' or 'error_rate=0.05,latency_ms_max=50,page_drift_rate=0.2'.",
+    help="Fault injection: 'all' (every fault at its chaos rate) and/or name=value pairs, "
+    "e.g. 'all,seed=7' or 'error_rate=0.05,latency_ms_max=50'.  Names: latency_ms_min, "
+    "latency_ms_max, error_rate, timeout_rate, timeout_delay, burst_429_rate, "
+    "burst_429_length, malformed_json_rate, html_error_rate, page_drift_rate, "
+    "session_expiry_rate, malformed_record_rate, seed (rates are per request, 0-1).",
 )
 @click.option(
     "--variant",
     multiple=True,
-    help="Click Maint behaviour, e.g. per_page_cap=50, updated_at_filter=false, rate_limit=1000.",
+    help="Click Maint behaviour, repeatable name=value: per_page_default, per_page_cap, "
+    "rate_limit, rate_window (seconds), updated_at_filter, updated_at_sort, "
+    "part_touch_on_transaction, approve_creates_work_order (true/false).",
 )
 @click.option(
     "--dir",

@@ -370,3 +370,14 @@ def test_a_mistyped_sandbox_variant_is_refused_not_guessed(item: str) -> None:
 
     with pytest.raises(ValueError):
         _variant((item,))
+
+
+def test_sandbox_help_names_every_fault_and_variant_option() -> None:
+    from dataclasses import fields
+
+    from syncd.sandbox.clickmaint_sim import ClickMaintVariant
+    from syncd.sandbox.faults import FaultConfig
+
+    text = " ".join(CliRunner().invoke(cli, ["sandbox", "--help"]).output.split())
+    for name in [f.name for f in fields(FaultConfig)] + [f.name for f in fields(ClickMaintVariant)]:
+        assert name in text.replace("- ", "-"), name
