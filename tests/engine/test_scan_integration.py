@@ -186,6 +186,35 @@ def test_more_records_in_one_second_than_a_page(tmp_path: Path) -> None:
     assert_everything_mirrored(h)
 
 
+def updates_to_mt(h: Harness, wo: int) -> int:
+    ledger = h.ledger()
+    try:
+        return sum(1 for e in ledger.history(cm_id=str(wo)) if e.action == "updated_mt")
+    finally:
+        ledger.close()
+
+
+def test_edits_sharing_one_second_across_pages_are_applied_exactly_once(tmp_path: Path) -> None:
+    """Nothing missed is half the cursor contract; the other half is nothing applied twice:
+    130 edits in one second, read across pages of 50 (and again by the lookback window),
+    reach mantenimiento once each."""
+    h = make_harness(tmp_path, variant=ClickMaintVariant(per_page_cap=50))
+    ids = [h.cm.create_work_order({"title": f"orden {i}"})["id"] for i in range(130)]
+    h.quiet_sync()
+    h.cm.clock.advance(60)
+    h.cm.clock.freeze(h.cm.clock.now().replace(microsecond=0))
+    for wo in ids:
+        h.cm.update_work_order(wo, {"title": f"editada {wo}"})
+    h.cm.clock.freeze(None)
+    writes, before = h.writes()["mt"], {wo: updates_to_mt(h, wo) for wo in ids}
+    for _ in range(3):
+        h.cm.clock.advance(10)
+        h.sync()
+    assert h.writes()["mt"] - writes == 130  # one update per edited work order
+    assert all(updates_to_mt(h, wo) == before[wo] + 1 for wo in ids)
+    assert_everything_mirrored(h)
+
+
 def test_page_drift_while_paging_loses_nothing(tmp_path: Path) -> None:
     h = make_harness(tmp_path, variant=ClickMaintVariant(per_page_cap=10))
     for i in range(120):
@@ -207,6 +236,7 @@ def test_clock_skew_between_servers(tmp_path: Path, skew: float) -> None:
     h.mt.clock.set_skew(-skew / 2)
     ids = [h.cm.create_work_order({"title": f"skew {i}"})["id"] for i in range(10)]
     h.quiet_sync()
+    before = {wo: updates_to_mt(h, wo) for wo in ids}
     for wo in ids:
         h.cm.update_work_order(wo, {"description": "after skew"})
     h.cm.clock.advance(10)
@@ -217,3 +247,5 @@ def test_clock_skew_between_servers(tmp_path: Path, skew: float) -> None:
         mt_id = int(ledger.get_link("work_orders", cm_id=str(wo)).mt_id)
         assert strip_marker(h.mt.ots[mt_id]["notas"]) == "after skew"
     ledger.close()
+    # applied once each, whichever clock is ahead (a skew must not make syncd re-apply)
+    assert all(updates_to_mt(h, wo) == before[wo] + 1 for wo in ids)
