@@ -311,19 +311,11 @@ class WorkOrderSync(Stream):
         if self._taken(intent, cm_key, mt_key):
             return
         target_is_mt = intent.target_side == "mt"
-        link = Link(
-            stream=self.name,
-            cm_id=cm_key,
-            mt_id=mt_key,
-            base_cm={} if target_is_mt else merged_view(cm_snap),
-            base_mt=merged_view(mt_snap) if target_is_mt else {},
-            cm_seen=cm_snap,
-            mt_seen=mt_snap,
-            cm_hash=snapshot_hash(cm_snap),
-            mt_hash=snapshot_hash(mt_snap),
-            cm_updated_at=cm_snap.get("_updated_at"),
-            mt_open=mt_snap.get("status") not in CLOSED_ESTADOS,
-            dirty=True,
+        link = self._new_link(
+            cm_snap,
+            mt_snap,
+            ids=(cm_key, mt_key),
+            still_to_send=intent.source_side,
             origin=f"adopted-{intent.source_side}",
             marker=Marker(intent.source_side, intent.source_id, intent.token).text(),
         )
@@ -336,6 +328,37 @@ class WorkOrderSync(Stream):
         assert self.report is not None
         self.report.counts["adopted"] += 1
         self.log.info("record.adopted", cm_id=cm_key, mt_id=mt_key, outbox=intent.token)
+
+    def _new_link(
+        self,
+        cm: Snapshot,
+        mt: Snapshot,
+        *,
+        still_to_send: str | None,
+        origin: str,
+        marker: str = "",
+        ids: tuple[str, str] | None = None,
+    ) -> Link:
+        """A new link, dirty so that it is merged at once.  `still_to_send` names the side
+        whose values have yet to reach the other: its base starts empty, so every one of its
+        values is a change (None: the two records start agreed)."""
+        cm_id, mt_id = ids or (str(cm["_id"]), str(mt["_id"]))
+        return Link(
+            stream=self.name,
+            cm_id=cm_id,
+            mt_id=mt_id,
+            base_cm={} if still_to_send == "cm" else merged_view(cm),
+            base_mt={} if still_to_send == "mt" else merged_view(mt),
+            cm_seen=cm,
+            mt_seen=mt,
+            cm_hash=snapshot_hash(cm),
+            mt_hash=snapshot_hash(mt),
+            cm_updated_at=cm.get("_updated_at"),
+            mt_open=mt.get("status") not in CLOSED_ESTADOS,
+            dirty=True,
+            origin=origin,
+            marker=marker,
+        )
 
     def _taken(self, intent: Intent, cm_key: str, mt_key: str) -> bool:
         """Either record already in another link: this create cannot be adopted by linking.
@@ -542,21 +565,7 @@ class WorkOrderSync(Stream):
         if self.rt.dry_run:
             self.plan("pair", "link", f"cm:{cm_id}", mt=str(ot_id), reason="request -> aviso")
             return
-        link = Link(
-            stream=self.name,
-            cm_id=cm_id,
-            mt_id=str(ot_id),
-            base_cm=merged_view(cm),
-            base_mt={},
-            cm_seen=cm,
-            mt_seen=mt,
-            cm_hash=snapshot_hash(cm),
-            mt_hash=snapshot_hash(mt),
-            cm_updated_at=cm.get("_updated_at"),
-            mt_open=mt.get("status") not in CLOSED_ESTADOS,
-            dirty=True,
-            origin="request",
-        )
+        link = self._new_link(cm, mt, still_to_send="mt", origin="request")
         with self.ledger.transaction():
             self.ledger.save_link(link)
             self.history(
@@ -1184,22 +1193,8 @@ class WorkOrderSync(Stream):
             self.ledger.mark_intent(intent.token, "unknown", error="created OT not readable")
             return
         mt = self.mapping.from_mt(ot)
-        link = Link(
-            stream=self.name,
-            cm_id=cm_id,
-            mt_id=str(ot_id),
-            base_cm={},  # every Click Maint value still has to reach the new OT
-            base_mt=merged_view(mt),
-            cm_seen=cm,
-            mt_seen=mt,
-            cm_hash=snapshot_hash(cm),
-            mt_hash=snapshot_hash(mt),
-            cm_updated_at=cm.get("_updated_at"),
-            mt_open=True,
-            dirty=True,
-            origin="cm",
-            marker=marker.text(),
-        )
+        # every Click Maint value still has to reach the new OT
+        link = self._new_link(cm, mt, still_to_send="cm", origin="cm", marker=marker.text())
         with self.ledger.transaction():
             self.ledger.save_link(link)
             self.ledger.mark_intent(intent.token, "done", result_id=str(ot_id))
@@ -1246,25 +1241,10 @@ class WorkOrderSync(Stream):
             return
         crashpoint("create.remote")
         cm = self.mapping.from_cm(response)
-        link = Link(
-            stream=self.name,
-            cm_id=str(cm["_id"]),
-            mt_id=mt_id,
-            # the create carried every value that has a Click Maint counterpart, so both
-            # sides start agreed (re-sending write-only fields such as location would cost
-            # one more rate-limited request per record)
-            base_cm=merged_view(cm),
-            base_mt=merged_view(mt),
-            cm_seen=cm,
-            mt_seen=mt,
-            cm_hash=snapshot_hash(cm),
-            mt_hash=snapshot_hash(mt),
-            cm_updated_at=cm.get("_updated_at"),
-            mt_open=mt.get("status") not in CLOSED_ESTADOS,
-            dirty=True,
-            origin="mt",
-            marker=marker.text(),
-        )
+        # the create carried every value that has a Click Maint counterpart, so both sides
+        # start agreed (re-sending write-only fields such as location would cost one more
+        # rate-limited request per record)
+        link = self._new_link(cm, mt, still_to_send=None, origin="mt", marker=marker.text())
         with self.ledger.transaction():
             self.ledger.save_link(link)
             self.ledger.mark_intent(intent.token, "done", result_id=str(cm["_id"]))
