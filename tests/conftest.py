@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -13,6 +15,7 @@ from syncd.sandbox.clickmaint_sim import ClickMaintSim
 from syncd.systems.budget import RateBudget
 from syncd.systems.clickmaint import ClickMaintClient
 from syncd.systems.http import HttpClient, RequestStats, RetryPolicy
+from syncd.systems.mantenimiento import DjangoSessionAuth, MantenimientoClient
 
 # A shared 2-core CI machine can pause any example for a garbage collection or a neighbour's
 # burst; hypothesis' default 200 ms deadline would then fail a correct property as "flaky".
@@ -46,34 +49,77 @@ def cm_sim() -> ClickMaintSim:
     return ClickMaintSim()
 
 
+MT_PASSWORD = "syncd-sandbox-pass"
+
+
+def cm_client(
+    transport: httpx.BaseTransport | None,
+    *,
+    key: str = CM_KEY,
+    entity: int = 1,
+    budget: RateBudget | None = None,
+    retry: RetryPolicy = FAST_RETRY,
+    base_url: str = "http://cm.test/api/v1",
+    timeout: float = 5.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> ClickMaintClient:
+    """A Click Maint client as App builds one (transport None: real sockets)."""
+    http = HttpClient(
+        "clickmaint",
+        base_url,
+        timeout=timeout,
+        budget=budget,
+        retry=retry,
+        headers={"Authorization": f"Bearer {key}", "X-Entity-Id": str(entity)},
+        transport=transport,
+        stats=RequestStats(),
+        sleep=sleep,
+    )
+    return ClickMaintClient(http, entity)
+
+
+def mt_client(
+    transport: httpx.BaseTransport | None,
+    *,
+    user: str = "syncd",
+    password: str = MT_PASSWORD,
+    retry: RetryPolicy = FAST_RETRY,
+    base_url: str = "http://mt.test",
+    timeout: float = 5.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> MantenimientoClient:
+    """A mantenimiento client as App builds one (transport None: real sockets)."""
+    auth = DjangoSessionAuth(user, lambda: password)
+    http = HttpClient(
+        "mantenimiento",
+        base_url,
+        timeout=timeout,
+        auth=auth,
+        retry=retry,
+        transport=transport,
+        stats=RequestStats(),
+        sleep=sleep,
+        classify_5xx=MantenimientoClient.classify_5xx,
+    )
+    return MantenimientoClient(http, auth)
+
+
 @pytest.fixture
 def make_cm_client(cm_sim: ClickMaintSim) -> Iterator[Callable[..., ClickMaintClient]]:
-    made: list[HttpClient] = []
+    made: list[ClickMaintClient] = []
 
     def make(
         *,
-        key: str = CM_KEY,
-        entity: int = 1,
-        budget: RateBudget | None = None,
-        retry: RetryPolicy = FAST_RETRY,
-        timeout: float = 5.0,
         transport: httpx.BaseTransport | None = None,
-        base_url: str = "http://cm.test/api/v1",
         sockets: bool = False,
+        **options: Any,
     ) -> ClickMaintClient:
-        http = HttpClient(
-            "clickmaint",
-            base_url,
-            timeout=timeout,
-            budget=budget,
-            retry=retry,
-            headers={"Authorization": f"Bearer {key}", "X-Entity-Id": str(entity)},
-            transport=None if sockets else (transport or httpx.WSGITransport(app=cm_sim)),
-            stats=RequestStats(),
+        client = cm_client(
+            None if sockets else (transport or httpx.WSGITransport(app=cm_sim)), **options
         )
-        made.append(http)
-        return ClickMaintClient(http, entity)
+        made.append(client)
+        return client
 
     yield make
-    for http in made:
-        http.close()
+    for client in made:
+        client.http.close()

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from typing import Any
 
 import httpx
 import pytest
@@ -22,15 +23,23 @@ from syncd.sandbox.server import ServerThread
 from syncd.systems.budget import RateBudget
 from syncd.systems.clickmaint import ClickMaintClient
 from syncd.systems.errors import OutcomeUnknown, RateLimited, ServerError
-from syncd.systems.http import HttpClient, RequestStats, RetryPolicy, parse_retry_after
-from syncd.systems.mantenimiento import DjangoSessionAuth, MantenimientoClient
+from syncd.systems.http import RetryPolicy, parse_retry_after
+from syncd.systems.mantenimiento import MantenimientoClient
 
-from ..conftest import CM_KEY
+from ..conftest import cm_client as _cm_client
+from ..conftest import mt_client as _mt_client
 
 WO1 = 1001
-MT_PASSWORD = "syncd-sandbox-pass"
 #: tiny back-off: any wait longer than this came from Retry-After, not from the back-off
 QUICK = RetryPolicy(attempts=4, backoff_initial=0.01, backoff_max=0.02, jitter=0.0)
+
+
+def cm_client(transport: httpx.BaseTransport | None, **options: Any) -> ClickMaintClient:
+    return _cm_client(transport, **{"retry": QUICK, **options})
+
+
+def mt_client(transport: httpx.BaseTransport | None, **options: Any) -> MantenimientoClient:
+    return _mt_client(transport, **{"retry": QUICK, **options})
 
 
 class Tap(httpx.BaseTransport):
@@ -89,52 +98,6 @@ class FakeTime:
 
     def __call__(self) -> float:
         return self.now
-
-
-def cm_client(
-    transport: httpx.BaseTransport,
-    *,
-    budget: RateBudget | None = None,
-    retry: RetryPolicy = QUICK,
-    base_url: str = "http://cm.test/api/v1",
-    timeout: float = 5.0,
-    sleep: Callable[[float], None] = time.sleep,
-) -> ClickMaintClient:
-    http = HttpClient(
-        "clickmaint",
-        base_url,
-        timeout=timeout,
-        budget=budget,
-        retry=retry,
-        headers={"Authorization": f"Bearer {CM_KEY}", "X-Entity-Id": "1"},
-        transport=transport,
-        stats=RequestStats(),
-        sleep=sleep,
-    )
-    return ClickMaintClient(http, 1)
-
-
-def mt_client(
-    transport: httpx.BaseTransport | None,
-    *,
-    retry: RetryPolicy = QUICK,
-    base_url: str = "http://mt.test",
-    timeout: float = 5.0,
-    sleep: Callable[[float], None] = time.sleep,
-) -> MantenimientoClient:
-    auth = DjangoSessionAuth("syncd", lambda: MT_PASSWORD)
-    http = HttpClient(
-        "mantenimiento",
-        base_url,
-        timeout=timeout,
-        auth=auth,
-        retry=retry,
-        transport=transport,
-        stats=RequestStats(),
-        sleep=sleep,
-        classify_5xx=MantenimientoClient.classify_5xx,
-    )
-    return MantenimientoClient(http, auth)
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import httpx
 import pytest
@@ -24,7 +25,7 @@ from syncd.systems.errors import (
 from syncd.systems.http import HttpClient, RequestStats, RetryPolicy
 from syncd.systems.mantenimiento import DjangoSessionAuth, MantenimientoClient
 
-from ..conftest import FAST_RETRY
+from ..conftest import FAST_RETRY, mt_client
 from .logcapture import rendered_logs
 
 PASSWORD = "syncd-sandbox-pass"
@@ -38,26 +39,10 @@ def mt_sim() -> MantenimientoSim:
 
 
 def make_client(
-    sim: MantenimientoSim | None,
-    *,
-    user: str = "syncd",
-    password: str = PASSWORD,
-    base_url: str = "http://mt.test",
-    timeout: float = 5.0,
-    retry: RetryPolicy = FAST_RETRY,
+    sim: MantenimientoSim | None, *, base_url: str = "http://mt.test", **options: Any
 ) -> MantenimientoClient:
-    auth = DjangoSessionAuth(user, lambda: password)
-    http = HttpClient(
-        "mantenimiento",
-        base_url,
-        timeout=timeout,
-        auth=auth,
-        retry=retry,
-        transport=httpx.WSGITransport(app=sim) if sim is not None else None,
-        stats=RequestStats(),
-        classify_5xx=MantenimientoClient.classify_5xx,
-    )
-    return MantenimientoClient(http, auth)
+    transport = httpx.WSGITransport(app=sim) if sim is not None else None
+    return mt_client(transport, base_url=base_url, **options)
 
 
 def first_open_ot(sim: MantenimientoSim) -> int:
