@@ -979,8 +979,8 @@ def render_machine(section: dict[str, Any] | None) -> str:
         f"{f['cores']} cores ({f['cpu']}), {f['memory']}, {f['os']}, Python {f['python']}, "
         f"SQLite {f['sqlite']}; ledgers on `{f.get('disk', '?')}`. The box is shared with "
         "other work, so wall times vary by 20 % or more between runs; request counts do not "
-        f"(fixed seeds). Commit at generation: `{f['commit']}` (`+wip`: uncommitted changes "
-        "in the work tree)."
+        f"(fixed seeds). Commit at generation: `{f['commit']}`"
+        + (" (`+wip`: uncommitted changes in the work tree)." if "+wip" in f["commit"] else ".")
     )
 
 
