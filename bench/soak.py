@@ -68,8 +68,13 @@ from syncd.sandbox.launch import Sandbox, child_env, start_sandbox
 from syncd.sandbox.verify import verify
 
 STREAMS = ("work_orders", "part_usage", "requests")
-RATE_LIMIT = 300  # Click Maint's published limit ...
-RATE_WINDOW = 10.0  # ... per 5 minutes, scaled to 10 s so a soak takes minutes, not hours
+RESULTS = _support.ROOT / "bench" / "results" / "soak.json"
+#: Click Maint publishes 300 requests per 5 minutes (1 a second); the soak scales the window to
+#: 10 s so it takes minutes, not hours, and allows 60 in it (6 a second): low enough that the
+#: routine's burst of creates (and the initial sync) run at syncd's budget, high enough that
+#: the users' edits do not queue for minutes
+RATE_LIMIT = 60
+RATE_WINDOW = 10.0
 CLIENT_TIMEOUT = 2.0  # syncd's per-request timeout in the soak ...
 HELD_ANSWER = 2.5  # ... shorter than a held answer: the request is applied, the reply is lost
 INTERVALS = {"work_orders": 2, "part_usage": 3, "requests": 3}
@@ -115,6 +120,15 @@ class Options:
     keep: bool
     #: faults start only after the initial sync (quick: the steady state under chaos)
     calm_start: bool
+    #: Click Maint's limit per (scaled) window, in the simulator and in syncd's config
+    rate_limit: int
+    #: OTs a preventive routine generates at once in mantenimiento after the users' phase,
+    #: with Click Maint's faults still on: each needs a Click Maint create, so the budget binds
+    burst: int
+    #: where the JSON report is also written (the documented long run: bench/results/soak.json)
+    out: Path | None
+    #: print the docs' table of a saved report instead of running
+    render: Path | None
 
 
 def parse_args(argv: list[str] | None) -> Options:
@@ -123,7 +137,9 @@ def parse_args(argv: list[str] | None) -> Options:
     parser.add_argument(
         "--duration", type=float, default=None, help="seconds the users keep editing (300)"
     )
-    parser.add_argument("--seed", type=int, default=1, help="seeds data, faults and the users")
+    parser.add_argument(
+        "--seed", type=int, default=None, help="seeds data, faults and the users (7; quick 1)"
+    )
     parser.add_argument("--quick", action="store_true", help="CI size: 150 operations in 30 s")
     parser.add_argument(
         "--conflicts", type=int, default=None, help="deliberate conflicts (default ops/50, >=3)"
@@ -138,7 +154,35 @@ def parse_args(argv: list[str] | None) -> Options:
         default=None,
         help="faults on only after the initial sync (default: on with --quick)",
     )
+    parser.add_argument(
+        "--rate-limit",
+        type=int,
+        default=RATE_LIMIT,
+        help=f"Click Maint requests per {RATE_WINDOW:g} s window, simulator and syncd "
+        f"({RATE_LIMIT}: syncd's budget binds)",
+    )
+    parser.add_argument(
+        "--burst",
+        type=int,
+        default=None,
+        help="OTs a routine generates at once after the users' phase (default: twice the rate "
+        "limit, so at least one whole window runs at syncd's budget)",
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument(
+        "--render",
+        type=Path,
+        default=None,
+        metavar="RESULTS",
+        help="print the docs/soak.md results table of a saved report and exit",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="also write the JSON report here (default: bench/results/soak.json for the "
+        "documented long run, i.e. without --quick and with the default size)",
+    )
     parser.add_argument("--workdir", type=Path, default=None, help="keep the run's files here")
     parser.add_argument(
         "--converge-timeout",
@@ -147,6 +191,9 @@ def parse_args(argv: list[str] | None) -> Options:
         help="max seconds from the end of the edits to two quiet rounds (240; quick 120)",
     )
     args = parser.parse_args(argv)
+    documented = not args.quick and all(
+        v is None for v in (args.ops, args.duration, args.seed, args.work_orders, args.ots)
+    )
     ops = args.ops if args.ops is not None else (150 if args.quick else 600)
     duration = args.duration if args.duration is not None else (30.0 if args.quick else 300.0)
     conflicts = args.conflicts if args.conflicts is not None else max(3, ops // 50)
@@ -155,7 +202,7 @@ def parse_args(argv: list[str] | None) -> Options:
     return Options(
         ops=ops,
         duration=duration,
-        seed=args.seed,
+        seed=args.seed if args.seed is not None else (1 if args.quick else 7),
         conflicts=conflicts,
         work_orders=args.work_orders or (40 if args.quick else 150),
         ots=args.ots or (40 if args.quick else 150),
@@ -164,14 +211,22 @@ def parse_args(argv: list[str] | None) -> Options:
         converge_timeout=args.converge_timeout or (120.0 if args.quick else 240.0),
         keep=args.workdir is not None,
         calm_start=args.quick if args.calm_start is None else args.calm_start,
+        rate_limit=args.rate_limit,
+        burst=args.burst if args.burst is not None else 2 * args.rate_limit,
+        out=args.out if args.out is not None else (RESULTS if documented else None),
+        render=args.render,
     )
 
 
-def soak_faults(seed: int) -> FaultConfig:
+def soak_faults(seed: int, server: str) -> FaultConfig:
     """`chaos_all` plus answers held past syncd's timeout and a few garbage fields.
 
     The held answer is longer than syncd's client timeout on purpose: the server applies the
-    request and the client never learns it, the case the outbox exists for.
+    request and the client never learns it, the case the outbox exists for.  Click Maint
+    answers about a tenth as many requests as mantenimiento (its rate limit, no per-OT
+    re-reads), so its rarer modes are more frequent there: each must fire on each server even
+    in a `--quick` soak (tests/test_soak.py checks), and page drift needs a second page, which
+    only a longer listing has.
     """
     cfg = FaultConfig.chaos_all(seed)
     cfg.update(
@@ -182,7 +237,33 @@ def soak_faults(seed: int) -> FaultConfig:
             "malformed_record_rate": 0.01,
         }
     )
+    if server == "cm":
+        cfg.update(
+            {
+                "burst_429_rate": 0.02,
+                "timeout_rate": 0.04,
+                "malformed_json_rate": 0.05,
+                "html_error_rate": 0.05,
+                "page_drift_rate": 0.5,
+            }
+        )
     return cfg
+
+
+def count_latency(box: Sandbox) -> None:
+    """The fault counters count every mode but latency: count the requests each server
+    delayed (`latency` in faults_cm / faults_mt)."""
+    for sim in (box.cm, box.mt):
+        faults = sim.faults
+        decide = faults.decide
+
+        def counted(method: str, faults: Any = faults, decide: Any = decide) -> Any:
+            decision = decide(method)
+            if decision.latency > 0:
+                faults.counts["latency"] += 1
+            return decision
+
+        faults.decide = counted  # type: ignore[method-assign]
 
 
 # =============================================================================================
@@ -303,9 +384,10 @@ def syncd_env(box: Sandbox) -> dict[str, str]:
         env[prefix + "ENABLED"] = "true"
         env[prefix + "INTERVAL_SECONDS"] = str(seconds)
         env[prefix + "JITTER_SECONDS"] = "0.5"
-    env["SYNCD_CLICKMAINT__RATE_LIMIT"] = str(RATE_LIMIT)
+    limit = int(box.extra.get("rate_limit", RATE_LIMIT))
+    env["SYNCD_CLICKMAINT__RATE_LIMIT"] = str(limit)
     env["SYNCD_CLICKMAINT__RATE_WINDOW_SECONDS"] = str(RATE_WINDOW)
-    env["SYNCD_CLICKMAINT__RATE_RESERVE"] = "10"
+    env["SYNCD_CLICKMAINT__RATE_RESERVE"] = str(rate_reserve(limit))
     env["SYNCD_CLICKMAINT__LAG_SECONDS"] = "1"
     env["SYNCD_CLICKMAINT__LOOKBACK_SECONDS"] = "3"
     env["SYNCD_CLICKMAINT__PER_PAGE"] = "25"  # several pages per listing: page drift bites
@@ -313,6 +395,11 @@ def syncd_env(box: Sandbox) -> dict[str, str]:
     env["SYNCD_MANTENIMIENTO__TIMEOUT_SECONDS"] = str(CLIENT_TIMEOUT)
     env["SYNCD_DELETES__RECONCILE_EVERY_HOURS"] = "0.001"  # every ~4 s instead of daily
     return env
+
+
+def rate_reserve(limit: int) -> int:
+    """syncd's default reserve is 10 of 300 (for adoption look-ups and `syncd check`)."""
+    return max(2, limit // 30)
 
 
 def load_soak_config(box: Sandbox) -> Config:
@@ -431,6 +518,8 @@ class DriverLog:
     deleted_cm: set[int] = field(default_factory=set)
     deleted_mt: set[int] = field(default_factory=set)
     usage: int = 0
+    #: OTs the routine generated at once
+    burst: int = 0
 
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -1128,53 +1217,6 @@ def same_value(name: str, expected: Any, actual: Any) -> bool:
     return bool(expected == actual)
 
 
-def check_transactions(box: Sandbox, config: Config) -> Check:
-    """Independent of the ledger: every usage transaction in Click Maint booked on a work
-    order linked to a live OT, with a matching material, is on that OT exactly once."""
-    links = {k.cm_id: k for k in _links(config).values() if k.stream == "work_orders"}
-    with box.mt.lock:
-        skus = {m["sku"] for m in box.mt.materials.values()}
-        written: Counter[str] = Counter()
-        where: dict[str, set[int]] = {}
-        for record in box.mt.materiales_utilizados.values():
-            text = str(record.get("comentario") or "")
-            if "⟦syncd tx:" in text:
-                tx = text.split("⟦syncd tx:")[1].split(" ")[0]
-                written[tx] += 1
-                where.setdefault(tx, set()).add(int(record["ot_id"]))
-    numbers = {p.number: p for p in PARTS}
-    problems, expected = [], 0
-    with box.cm.lock:
-        txs = [dict(t) for t in box.cm.transactions.values()]
-        parts = {pid: dict(p) for pid, p in box.cm.parts.items()}
-    for tx in txs:
-        key = str(tx["id"])
-        if written[key] > 1:
-            problems.append(f"tx {key} written {written[key]} times")
-        if tx["type"] != "usage" or tx["work_order_id"] is None:
-            continue
-        link = links.get(str(tx["work_order_id"]))
-        part = parts.get(tx["part_id"])
-        if link is None or link.state != "active" or part is None:
-            continue
-        if int(link.mt_id) not in box.mt.ots:
-            continue
-        sku = config.mapping.parts.get(part["number"], part["number"])
-        stock = numbers.get(part["number"])
-        if sku not in skus or (stock is not None and stock.sku is None):
-            continue
-        quantity = Decimal(str(tx["quantity"]))
-        if quantity <= 0 or quantity != quantity.quantize(Decimal("0.01")):
-            continue
-        expected += 1
-        if written[key] == 0:
-            problems.append(f"tx {key} (wo {tx['work_order_id']}, part {part['number']}) missing")
-        elif where.get(key) != {int(link.mt_id)}:
-            problems.append(f"tx {key} on OT {sorted(where[key])}, expected {link.mt_id}")
-    value = {"expected": expected, "written": sum(written.values()), "problems": len(problems)}
-    return Check("transactions exactly once", not problems, value, problems)
-
-
 def check_requests(box: Sandbox, config: Config) -> Check:
     """Requests ⇄ avisos: every one linked (or quarantined for a lasting reason), and linked
     pairs agree on status (the only field both servers can write)."""
@@ -1314,6 +1356,83 @@ def tx_still_bad(box: Sandbox, config: Config, record_id: str) -> str | None:
     return None
 
 
+def check_pressure(rate: dict[str, Any]) -> Check:
+    """The budget bound while faults were on: in at least one rate window syncd sent all it
+    allows itself (limit minus reserve), so the 0 limiter 429s were earned at the limit."""
+    under_faults = {k: v for k, v in rate["by_phase"].items() if "faults on" in k}
+    at_budget = sum(v["at_budget"] for v in under_faults.values())
+    value = {
+        "budget": rate["budget"],
+        "peak_per_window": rate["peak_per_window"],
+        "windows_at_budget": rate["windows_at_budget"],
+        "at_budget_with_faults_on": at_budget,
+    }
+    return Check("rate budget bound with faults on", at_budget > 0, value)
+
+
+class RateTrace:
+    """Every request Click Maint's limiter counted: per fixed window (the limiter's own, per
+    client) how many, and in which soak phase the window began; and the time of each, for the
+    busiest sliding window.  syncd is the only API client of the simulator (the users edit
+    through its direct helpers), so these are syncd's requests, 429s included."""
+
+    def __init__(self, box: Sandbox) -> None:
+        self.limit = box.cm.variant.rate_limit
+        self.reserve = rate_reserve(self.limit)
+        self.phase = "start"
+        self.lock = threading.Lock()
+        self.times: list[float] = []
+        #: [window start (monotonic), requests counted in it, phase it began in]
+        self.windows: list[list[Any]] = []
+        limiter = box.cm.limiter
+        original = limiter.hit
+
+        def hit(client: str, limit: int, window: float) -> tuple[bool, int, float]:
+            answer = original(client, limit, window)
+            with limiter._lock:
+                start, count = limiter._windows[client]
+            with self.lock:
+                self.times.append(time.monotonic())
+                if self.windows and self.windows[-1][0] == start:
+                    self.windows[-1][1] = max(self.windows[-1][1], count)
+                else:
+                    self.windows.append([start, count, self.phase])
+            return answer
+
+        limiter.hit = hit  # type: ignore[method-assign]
+
+    def summary(self) -> dict[str, Any]:
+        """`budget` is what syncd allows itself per window outside its reserve; a window at
+        the budget is one where the budget, not the work, decided how fast syncd went."""
+        budget = self.limit - self.reserve
+        with self.lock:
+            windows = [list(w) for w in self.windows]
+            times = list(self.times)
+        sliding, first = 0, 0
+        for last, moment in enumerate(times):
+            while moment - times[first] >= RATE_WINDOW:
+                first += 1
+            sliding = max(sliding, last - first + 1)
+        phases: dict[str, dict[str, int]] = {}
+        for _, count, phase in windows:
+            row = phases.setdefault(phase, {"windows": 0, "peak": 0, "at_budget": 0})
+            row["windows"] += 1
+            row["peak"] = max(row["peak"], count)
+            row["at_budget"] += count >= budget
+        return {
+            "limit": self.limit,
+            "window_seconds": RATE_WINDOW,
+            "reserve": self.reserve,
+            "budget": budget,
+            "requests": len(times),
+            "windows": len(windows),
+            "peak_per_window": max((w[1] for w in windows), default=0),
+            "peak_sliding_window": sliding,
+            "windows_at_budget": sum(1 for w in windows if w[1] >= budget),
+            "by_phase": phases,
+        }
+
+
 def check_rate_limit(box: Sandbox) -> tuple[Check, dict[str, int]]:
     """429s from Click Maint's limiter (the budget's failure) apart from injected bursts."""
     all_429 = box.cm.log.by_status.get(429, 0)
@@ -1341,6 +1460,9 @@ class Outcome:
     numbers: dict[str, Any] = field(default_factory=dict)
     quarantine: list[dict[str, Any]] = field(default_factory=list)
     directory: str = ""
+    rate: RateTrace | None = None
+    #: when, where and how: the command line, start time, commit, machine
+    run: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -1351,6 +1473,8 @@ class Outcome:
 def timed(outcome: Outcome, name: str) -> Iterator[Phase]:
     phase = Phase(name, 0.0)
     started = time.monotonic()
+    if outcome.rate is not None:
+        outcome.rate.phase = name
     try:
         yield phase
     finally:
@@ -1369,12 +1493,15 @@ def soak(options: Options, directory: Path) -> Outcome:
         requests=max(8, options.work_orders // 8),
         seed=options.seed,
         chaos=None,
-        variant=ClickMaintVariant(rate_limit=RATE_LIMIT, rate_window=RATE_WINDOW),
+        variant=ClickMaintVariant(rate_limit=options.rate_limit, rate_window=RATE_WINDOW),
     )
+    box.extra["rate_limit"] = options.rate_limit
+    outcome.rate = RateTrace(box)
     try:
         if not options.calm_start:
             faults_on(box, options.seed)
         trace_third_parties(box, touches)
+        count_latency(box)
         run_with_sandbox(box, options, outcome, touches)
     finally:
         box.stop()
@@ -1382,8 +1509,8 @@ def soak(options: Options, directory: Path) -> Outcome:
 
 
 def faults_on(box: Sandbox, seed: int) -> None:
-    box.cm.faults.configure(soak_faults(seed))
-    box.mt.faults.configure(soak_faults(seed + 1))
+    box.cm.faults.configure(soak_faults(seed, "cm"))
+    box.mt.faults.configure(soak_faults(seed + 1, "mt"))
 
 
 def run_with_sandbox(box: Sandbox, options: Options, outcome: Outcome, touches: Touches) -> None:
@@ -1406,6 +1533,17 @@ def run_with_sandbox(box: Sandbox, options: Options, outcome: Outcome, touches: 
         faults_on(box, options.seed)
         with timed(outcome, "users editing (faults on)"):
             drive(box, config, options, log, stop, daemon)
+        if options.burst:
+            with timed(outcome, "routine burst (Click Maint faults on)") as phase:
+                linked = routine(box, config, options, log)
+            outcome.checks.append(
+                Check(
+                    "routine burst linked at the budget",
+                    linked,
+                    {"ots": log.burst, "seconds": phase.seconds},
+                    [] if linked else ["not every OT of the routine was linked in time"],
+                )
+            )
         converge(box, config, options, outcome, daemon, log)
         with timed(outcome, "SIGTERM"):
             code = daemon.stop()
@@ -1427,6 +1565,31 @@ def run_with_sandbox(box: Sandbox, options: Options, outcome: Outcome, touches: 
         )
     )
     verify_all(box, config, outcome, daemon, log, touches)
+
+
+def routine(box: Sandbox, config: Config, options: Options, log: DriverLog) -> bool:
+    """A preventive routine generates `options.burst` OTs at once in mantenimiento (as its
+    rutinas do).  mantenimiento's faults stop, Click Maint's stay on: syncd's work is now
+    Click Maint creates, more than one rate window allows, so its budget decides the pace.
+    True once every one of them is linked."""
+    box.mt.faults.clear()
+    rng = random.Random(options.seed * 7919 + 3)
+    ids = set()
+    for n in range(options.burst):
+        fields = planned_ot_fields(rng, f"Rutina semanal {n + 1}", rng.choice(NOTES))
+        ids.add(str(box.mt.create_ot(**fields)["id"]))
+        log.burst += 1
+
+    def linked() -> bool:
+        ledger = Ledger.open(config.ledger_path, readonly=True)
+        try:
+            return ids <= {link.mt_id for link in ledger.iter_links("work_orders")}
+        finally:
+            ledger.close()
+
+    # the budget's pace (limit - reserve per window) plus a margin for the faults' retries
+    pace = RATE_WINDOW / max(1, options.rate_limit - rate_reserve(options.rate_limit))
+    return wait_for(linked, 60 + 3 * pace * options.burst, poll=1.0)
 
 
 def drive(
@@ -1529,7 +1692,16 @@ def verify_all(
             summary["transactions_duplicated"] + summary["transactions_missing"],
             verdict.duplicated_transactions + verdict.missing_transactions,
         ),
-        check_transactions(box, config),
+        Check(
+            "transactions exactly once",
+            not verdict.transaction_problems,
+            {
+                "expected": verdict.transactions_expected,
+                "written": verdict.transactions_written,
+                "problems": len(verdict.transaction_problems),
+            },
+            verdict.transaction_problems,
+        ),
         check_conflicts(config, log, touches),
         check_lost_edits(box, config, log, touches),
         check_deletes(box, config),
@@ -1538,6 +1710,9 @@ def verify_all(
     quarantine_check, outcome.quarantine = check_quarantine(box, config)
     rate_check, rate_numbers = check_rate_limit(box)
     outcome.checks += [quarantine_check, rate_check]
+    if outcome.rate is not None:
+        outcome.numbers["rate"] = rate = outcome.rate.summary()
+        outcome.checks.append(check_pressure(rate))
     with daemon.lock:
         crashed = daemon.names.get("cycle.crashed", 0) + daemon.names.get("job.error", 0)
         duplicates = daemon.names.get("record.duplicate", 0)
@@ -1596,6 +1771,7 @@ def numbers(
         "operations_skipped": dict(log.skipped),
         "operation_failures": log.failures[:20],
         "usage_transactions_added": log.usage,
+        "routine_ots": log.burst,
         "conflicts_injected": len(log.injected),
         "pairs_compared": pairs,
         "cycles": {s: dict(c) for s, c in cycles.items()},
@@ -1618,7 +1794,7 @@ def render(outcome: Outcome) -> str:
         f"syncd chaos soak: {o.ops} operations over {o.duration:g} s, seed {o.seed}, "
         f"{o.conflicts} deliberate conflicts",
         f"machine: {machine()}",
-        f"Click Maint limit {RATE_LIMIT} requests / {RATE_WINDOW:g} s (5 min scaled); "
+        f"Click Maint limit {o.rate_limit} requests / {RATE_WINDOW:g} s (5 min scaled); "
         f"files: {outcome.directory}",
         "",
         table(["phase", "seconds", "note"], [(p.name, p.seconds, p.note) for p in outcome.phases]),
@@ -1643,6 +1819,7 @@ def render(outcome: Outcome) -> str:
             "cycles",
             "syncd_totals",
             "requests",
+            "rate",
             "faults_cm",
             "faults_mt",
             "third_party_edits",
@@ -1679,7 +1856,13 @@ def as_json(outcome: Outcome) -> dict[str, Any]:
             "duration": outcome.options.duration,
             "seed": outcome.options.seed,
             "conflicts": outcome.options.conflicts,
+            "work_orders": outcome.options.work_orders,
+            "ots": outcome.options.ots,
+            "calm_start": outcome.options.calm_start,
+            "rate_limit": outcome.options.rate_limit,
+            "rate_window": RATE_WINDOW,
         },
+        "run": outcome.run,
         "directory": outcome.directory,
         "phases": [p.__dict__ for p in outcome.phases],
         "invariants": {
@@ -1690,16 +1873,161 @@ def as_json(outcome: Outcome) -> dict[str, Any]:
     }
 
 
+def render_doc(report: dict[str, Any]) -> str:
+    """The long run's results in docs/soak.md, from a saved report (`--render`)."""
+    o, run, n, inv = (
+        report["options"],
+        report.get("run", {}),
+        report["numbers"],
+        report["invariants"],
+    )
+
+    def value(name: str) -> Any:
+        return inv.get(name, {}).get("value")
+
+    def faults(counts: dict[str, int]) -> str:
+        drift = sum(v for k, v in counts.items() if k.startswith("page_drift"))
+        named = {
+            "delayed (latency)": counts.get("latency", 0),
+            "session expiries": counts.get("expire_session", 0),
+            "5xx": sum(v for k, v in counts.items() if k.startswith("error_5")),
+            "held answers": counts.get("timeout", 0),
+            "429s": counts.get("force_429", 0),
+            "truncated JSON": counts.get("malformed_json", 0),
+            "HTML error pages": counts.get("html_error", 0),
+            "page drifts": drift,
+            "garbage fields": counts.get("malformed_record", 0),
+        }
+        total = sum(v for k, v in named.items() if k != "delayed (latency)")
+        return f"{total:,} (" + ", ".join(f"{v:,} {k}" for k, v in named.items()) + ")"
+
+    ops = n["operations"]
+    rate = n.get("rate") or {}
+    window = float(rate.get("window_seconds") or 0)
+    pressure = value("rate budget bound with faults on") or {}
+    phases = "; ".join(f"{p['name']} {p['seconds']:g} s" for p in report["phases"])
+    pairs, tx, conflicts = (
+        value("linked pairs agree field by field") or {},
+        value("transactions exactly once") or {},
+        value("conflicts logged == expected") or {},
+    )
+    edits, requests = value("user edits kept") or {}, value("requests ⇄ avisos") or {}
+    failed = [k for k, v in inv.items() if not v["ok"]]
+    still = report.get("quarantine") or []
+    rows = [
+        ("command", f"`{run.get('command', '?')}`"),
+        (
+            "when, where",
+            f"{run.get('started', '?')}, commit `{run.get('commit', '?')}`, "
+            f"{run.get('machine', '?')}",
+        ),
+        (
+            "size",
+            f"{o['work_orders']} work orders and {o['ots']} OTs seeded, {o['ops']} "
+            f"operations over {o['duration']:g} s, seed {o['seed']}, faults "
+            f"{'after' if o.get('calm_start') else 'before'} the initial sync",
+        ),
+        ("phases", phases),
+        (
+            "operations",
+            f"{sum(ops.values()):,}: "
+            + ", ".join(f"{v} {k}" for k, v in sorted(ops.items()))
+            + f"; skipped {sum(n['operations_skipped'].values())}",
+        ),
+        ("routine burst", f"{n.get('routine_ots', 0)} OTs at once, Click Maint faults on"),
+        ("faults injected, Click Maint", faults(n["faults_cm"])),
+        ("faults injected, mantenimiento", faults(n["faults_mt"])),
+        (
+            "requests",
+            f"Click Maint {n['requests']['cm_requests']:,} "
+            f"({n['requests']['cm_429_limiter']} refused by its limiter; "
+            f"{n['requests']['cm_429_injected']} injected 429s), "
+            f"mantenimiento {n['requests']['mt_requests']:,}",
+        ),
+        (
+            "rate budget",
+            f"limit {rate.get('limit')} per {window:g} s, syncd's budget {rate.get('budget')} "
+            f"(reserve {rate.get('reserve')}); peak {rate.get('peak_per_window')} in one "
+            f"limiter window ({rate.get('peak_sliding_window')} in any {window:g} s); "
+            f"{rate.get('windows_at_budget')} of {rate.get('windows')} windows at the budget, "
+            f"{pressure.get('at_budget_with_faults_on')} of them with faults on",
+        ),
+        (
+            "compared",
+            f"{pairs.get('pairs', 0):,} linked pairs, {pairs.get('fields', 0):,} "
+            f"fields: {len(inv['linked pairs agree field by field']['detail'])} divergences; "
+            f"{value('no duplicates or losses')} duplicates or losses",
+        ),
+        (
+            "transactions",
+            f"{tx.get('expected', 0)} usage transactions in Click Maint's data "
+            f"due on a live OT, {tx.get('problems', 0)} problems (missing, twice, wrong OT); "
+            f"{tx.get('written', 0)} written in all",
+        ),
+        (
+            "conflicts",
+            f"{conflicts.get('expected')} injected, {conflicts.get('logged')} logged "
+            f"({conflicts.get('explained_extra')} more explained by a traced third-party edit), "
+            f"{conflicts.get('missing')} missing, {conflicts.get('unexplained')} unexplained",
+        ),
+        (
+            "user edits",
+            f"{edits.get('checked')} checked, {edits.get('lost')} lost "
+            f"({edits.get('excused')} excused)",
+        ),
+        (
+            "deletes",
+            f"{(value('deletes cancel the partner') or {}).get('deletions')}, each "
+            "cancelled its partner"
+            if inv["deletes cancel the partner"]["ok"]
+            else "FAILED",
+        ),
+        (
+            "requests ⇄ avisos",
+            f"{requests.get('pairs')} pairs, {requests.get('problems')} problems",
+        ),
+        (
+            "cycles",
+            ", ".join(
+                f"{s} " + " + ".join(f"{v} {k}" for k, v in c.items())
+                for s, c in n["cycles"].items()
+            ),
+        ),
+        (
+            "still quarantined",
+            f"{len(still)}, all still bad when read without faults"
+            if inv["quarantine holds only bad records"]["ok"]
+            else "FAILED",
+        ),
+        ("invariants", "every invariant held" if not failed else "FAILED: " + ", ".join(failed)),
+    ]
+    return "\n".join(["| measure | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows])
+
+
 def main(argv: list[str] | None = None) -> int:
     options = parse_args(argv)
+    if options.render is not None:
+        print(render_doc(json.loads(options.render.read_text(encoding="utf-8"))))
+        return 0
     started = time.monotonic()
+    run = {
+        "command": "python bench/soak.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "started": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "commit": _support.git_commit(),
+        "machine": machine(),
+    }
     with tempfile.TemporaryDirectory(prefix="syncd-soak-") as tmp:
         directory = (options.workdir or Path(tmp)) / f"soak-{options.seed}"
         if directory.exists() and any(directory.iterdir()):
             print(f"soak: {directory} is not empty", file=sys.stderr)
             return 2
         outcome = soak(options, directory)
+        outcome.run = run
         outcome.numbers["wall_seconds"] = round(time.monotonic() - started, 1)
+        if options.out is not None:
+            report = json.dumps(as_json(outcome), indent=1, ensure_ascii=False, default=str)
+            options.out.parent.mkdir(parents=True, exist_ok=True)
+            options.out.write_text(report + "\n", encoding="utf-8")
         if options.as_json:
             print(json.dumps(as_json(outcome), indent=2, ensure_ascii=False, default=str))
         else:
