@@ -191,8 +191,11 @@ def parse_args(argv: list[str] | None) -> Options:
         help="max seconds from the end of the edits to two quiet rounds (240; quick 120)",
     )
     args = parser.parse_args(argv)
-    documented = not args.quick and all(
-        v is None for v in (args.ops, args.duration, args.seed, args.work_orders, args.ots)
+    sizes = (args.ops, args.duration, args.seed, args.work_orders, args.ots, args.burst)
+    documented = (
+        not args.quick
+        and all(v is None for v in (*sizes, args.calm_start))
+        and args.rate_limit == RATE_LIMIT
     )
     ops = args.ops if args.ops is not None else (150 if args.quick else 600)
     duration = args.duration if args.duration is not None else (30.0 if args.quick else 300.0)
