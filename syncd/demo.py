@@ -624,7 +624,13 @@ def _summary(
         f"{len(verdict.unlinked_cm) + len(verdict.unlinked_mt)} records without a partner; "
         f"transactions on their OT exactly once: "
         + (
-            "yes" if not (verdict.duplicated_transactions or verdict.missing_transactions) else "NO"
+            "yes"
+            if not (
+                verdict.duplicated_transactions
+                or verdict.missing_transactions
+                or verdict.transaction_problems
+            )
+            else "NO"
         ),
     ]
     lines += [f"    {problem}" for problem in problems]
