@@ -532,6 +532,10 @@ def check(ctx: Context, offline: bool, as_json: bool) -> None:
     "--work-orders", default=300, show_default=True, help="Seeded Click Maint work orders."
 )
 @click.option("--ots", default=300, show_default=True, help="Seeded mantenimiento OTs.")
+@click.option(
+    "--requests", default=40, show_default=True, help="Seeded Click Maint work-order requests."
+)
+@click.option("--avisos", default=40, show_default=True, help="Seeded mantenimiento avisos.")
 @click.option("--seed", default=1, show_default=True, help="Seed of the data generator.")
 @click.option(
     "--chaos",
@@ -562,6 +566,8 @@ def sandbox(
     mt_port: int,
     work_orders: int,
     ots: int,
+    requests: int,
+    avisos: int,
     seed: int,
     chaos: str,
     variant: tuple[str, ...],
@@ -582,6 +588,8 @@ def sandbox(
         mt_port=mt_port,
         work_orders=work_orders,
         ots=ots,
+        requests=requests,
+        avisos=avisos,
         seed=seed,
         chaos=faults,
         variant=cm_variant,
