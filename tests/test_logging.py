@@ -105,3 +105,61 @@ def test_level_filter_applies_to_libraries_too() -> None:
         configure_logging(level="debug", fmt="json", stream=sys.stderr, journal_prefix=False)
     events = [json.loads(line)["event"] for line in stream.getvalue().splitlines()]
     assert events == ["loud"]
+
+
+class FakeTerminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_auto_format_is_readable_console_on_a_terminal_and_json_in_a_pipe() -> None:
+    try:
+        terminal = FakeTerminal()
+        configure_logging(level="info", fmt="auto", stream=terminal, journal_prefix=False)
+        structlog.get_logger("syncd.test").info("cycle.start", stream="work_orders")
+        line = terminal.getvalue().strip()
+        assert "cycle.start" in line and "stream" in line
+        with pytest.raises(ValueError):
+            json.loads(line)  # a person reads this, not a program
+        pipe = io.StringIO()
+        configure_logging(level="info", fmt="auto", stream=pipe, journal_prefix=False)
+        structlog.get_logger("syncd.test").info("cycle.start", stream="work_orders")
+        assert json.loads(pipe.getvalue())["stream"] == "work_orders"
+    finally:
+        configure_logging(level="debug", fmt="json", stream=sys.stderr, journal_prefix=False)
+
+
+def test_under_journald_each_line_carries_its_syslog_priority(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`journalctl -p warning` works because each line starts with `<N>`; journald strips it."""
+    stream = io.StringIO()
+    try:
+        configure_logging(level="debug", fmt="json", stream=stream, journal_prefix=True)
+        log = structlog.get_logger("syncd.test")
+        log.debug("a")
+        log.info("b")
+        log.warning("c")
+        log.error("d")
+        prefixes = [line[:3] for line in stream.getvalue().splitlines()]
+        assert prefixes == ["<7>", "<6>", "<4>", "<3>"]
+        assert json.loads(stream.getvalue().splitlines()[1][3:])["event"] == "b"
+    finally:
+        configure_logging(level="debug", fmt="json", stream=sys.stderr, journal_prefix=False)
+
+
+@pytest.mark.parametrize(("env", "prefixed"), [({"JOURNAL_STREAM": "8:1234"}, True), ({}, False)])
+def test_the_priority_prefix_is_on_only_under_journald(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], prefixed: bool
+) -> None:
+    monkeypatch.delenv("JOURNAL_STREAM", raising=False)
+    monkeypatch.delenv("INVOCATION_ID", raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    stream = io.StringIO()
+    try:
+        configure_logging(level="info", fmt="json", stream=stream)
+        structlog.get_logger("syncd.test").info("x")
+        assert stream.getvalue().startswith("<6>") is prefixed
+    finally:
+        configure_logging(level="debug", fmt="json", stream=sys.stderr, journal_prefix=False)
