@@ -389,6 +389,32 @@ def test_bad_config_exits_78_with_one_line(tmp_path: Path, case: str) -> None:
     assert not (tmp_path / "state").exists()  # nothing was started
 
 
+def test_an_unusable_state_directory_exits_73_with_one_line(tmp_path: Path) -> None:
+    """A state directory that cannot be created (here: a file is in the way) is not fixed by
+    a restart: exit 73, which the unit's RestartPreventExitStatus= stops on."""
+    creds = tmp_path / "credentials"
+    creds.mkdir()
+    (creds / "clickmaint-api-key").write_text("key\n")
+    (creds / "mantenimiento-password").write_text("secret\n")
+    (tmp_path / "state").write_text("not a directory")
+    config = tmp_path / "config.toml"
+    config.write_text(
+        config_text("http://127.0.0.1:9/api/v1", "http://127.0.0.1:9", tmp_path / "state")
+    )
+    result = run_cli(
+        "run",
+        env=base_env(SYNCD_CONFIG=str(config), CREDENTIALS_DIRECTORY=str(creds)),
+        timeout=30,
+    )
+    assert result.returncode == 73, (result.stdout, result.stderr)
+    lines = result.stderr.splitlines()  # for a person; the JSON log line is for journald
+    assert len(lines) == 1 and lines[0].startswith("syncd: state directory"), lines
+    assert json.loads(result.stdout.splitlines()[-1])["event"] == "daemon.state_dir_unusable"
+    unit = (Path(__file__).parents[2] / "systemd" / "syncd.service").read_text()
+    (prevent,) = [x for x in unit.splitlines() if x.startswith("RestartPreventExitStatus=")]
+    assert "73" in prevent.partition("=")[2].split()
+
+
 # ---------------------------------------------------------------------------------------------
 def test_cycles_fail_while_mantenimiento_is_down_and_recover(
     box: Sandbox, spawned: list[Process], notify: NotifySocket
