@@ -453,9 +453,8 @@ class RequestSync(Stream):
         if intent is None:
             return
         fields = self.mapping.cm_create_fields(mt, Marker("mt", mt_id, intent.token, REQUEST))
-        unsettled: tuple[str, ...] = ()
         if fields.get("status") == "approved" and self._approval_would_duplicate(None, None, mt):
-            fields["status"], unsettled = "pending", ("status",)  # approved once it is safe
+            fields["status"] = "pending"  # approved once it is safe (see _link)
         response = self.send_create(
             intent,
             lambda: self.cm.create_request(fields),
@@ -465,29 +464,36 @@ class RequestSync(Stream):
         )
         if response is None:
             return
-        self._link(intent, self.mapping.from_cm(response), mt, origin="mt", unsettled=unsettled)
+        self._link(intent, self.mapping.from_cm(response), mt, origin="mt")
 
-    def _link(
-        self,
-        intent: Intent,
-        cm: Snapshot,
-        mt: Snapshot,
-        *,
-        origin: str,
-        unsettled: tuple[str, ...] = (),
-    ) -> None:
-        """Link a created record with its source; `unsettled` fields were not created with
-        the source's value, so they stay out of the source's base (a change still to send)."""
+    def _link(self, intent: Intent, cm: Snapshot, mt: Snapshot, *, origin: str) -> None:
+        """Link a created (or adopted) record with its source.
+
+        A field the created record does not hold as the source does (a request created
+        `pending` while its approval must wait) stays out of the source's base: it is a
+        change still to send, whether the link is made right after the create or, after a
+        lost answer or a crash, when the record is adopted.
+        """
+        from_mt = intent.target_side == "cm"
+        unsettled = {
+            spec.name
+            for spec in REQUEST_FIELDS
+            if (spec.cm_writable if from_mt else spec.mt_writable)
+            and not self.mapping.agree(spec.name, cm.get(spec.name), mt.get(spec.name))
+        }
+        base_cm = merged_view(cm, REQUEST_FIELDS)
+        base_mt = merged_view(mt, REQUEST_FIELDS)
+        source_base = base_mt if from_mt else base_cm
+        for name in unsettled:
+            source_base.pop(name, None)
         assert self.report is not None
         crashpoint("request.remote")  # the request / aviso exists, the link does not yet
         link = Link(
             stream=self.name,
             cm_id=str(cm["_id"]),
             mt_id=str(mt["_id"]),
-            base_cm=merged_view(cm, REQUEST_FIELDS),
-            base_mt={
-                k: v for k, v in merged_view(mt, REQUEST_FIELDS).items() if k not in unsettled
-            },
+            base_cm=base_cm,
+            base_mt=base_mt,
             cm_seen=cm,
             mt_seen=mt,
             cm_hash=snapshot_hash(cm, REQUEST_FIELDS),

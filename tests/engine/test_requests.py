@@ -388,3 +388,35 @@ def test_a_work_order_approved_for_an_aviso_whose_ot_is_linked_elsewhere_is_held
     held = ledger.get_quarantined("work_orders", "cm", str(second))
     ledger.close()
     assert held is not None and f"OT {ot}" in held.reason and str(wo) in held.reason
+
+
+def test_a_request_created_unapproved_then_adopted_after_a_lost_answer_is_approved(
+    h: Harness,
+) -> None:
+    """The crash matrix found it: a request created `pending` (its approval must wait, see
+    above) whose create answer was lost is adopted next cycle; the adoption must still treat
+    the approval as a change to send, or the pair stays pending against PROCESO for good."""
+    aviso = new_aviso(h, "Bomba de agua pierde presión")
+    ot = ot_from_aviso(h, aviso, "Corr.: Bomba de agua pierde presión")
+    h.mt.update_aviso(aviso, estado="PROCESO")
+    h.cm.clock.advance(10)
+    assert h.sync(stream="work_orders").status == "ok"  # the OT's work order, naming nothing
+
+    def lost(request: httpx.Request) -> Exception | None:
+        if request.method == "POST" and request.url.path.endswith("/requests"):
+            return httpx.ReadTimeout("answer lost", request=request)
+        return None
+
+    h.cm_transport.after = lost
+    assert h.sync(stream="requests").status == "ok"
+    assert len(h.cm.requests) == 1  # it landed, pending; syncd does not know yet
+    h.cm_transport.after = lambda _request: None
+    for _ in range(3):
+        h.cm.clock.advance(10)
+        for stream in ("requests", "work_orders"):
+            assert h.sync(stream=stream).status == "ok"
+    (req,) = h.cm.requests
+    wo = int(link_of(h, "work_orders", mt_id=ot).cm_id)
+    assert h.cm.requests[req]["status"] == "approved"
+    assert h.cm.work_orders[wo]["work_order_request_id"] == req
+    assert len(h.cm.work_orders) == 1 and len(h.mt.ots) == 1
