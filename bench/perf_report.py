@@ -1219,7 +1219,12 @@ jump (section 3).
   endpoint, so every work_orders cycle re-reads each open linked OT (one GET each) and probes
   `probe_gap` (20) ids above the high-water id for new OTs; closed OTs are re-read every
   `closed_reread_every` (10) cycles. part_usage adds one GET per open linked OT per cycle
-  (`_reverse_direction`: materials recorded in mantenimiento, logged as not mirrorable). With
+  (`_reverse_direction`: materials recorded in mantenimiento, logged as not mirrored), plus
+  one per linked OT whose link changed in the last minute (an OT closed since the last pass:
+  its materials are read once more, so what was recorded when the job finished is reported
+  too; here every link is younger than a minute, so the 45 closed linked OTs are read in
+  each of these back-to-back cycles: 300 instead of 255),
+  and every closed linked OT every `closed_reread_every` cycles. With
   N open OTs a quiet minute costs about 2N mantenimiento requests. No rate limit applies, but at
   50 ms per request on a real server 10,000 open OTs take over 8 minutes per work_orders
   cycle, longer than the 60 s interval. `mantenimiento.open_reread_every = K` re-reads the open
