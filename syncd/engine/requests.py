@@ -467,27 +467,23 @@ class RequestSync(Stream):
         self._link(intent, self.mapping.from_cm(response), mt, origin="mt")
 
     def _link(self, intent: Intent, cm: Snapshot, mt: Snapshot, *, origin: str) -> None:
-        """Link a created (or adopted) record with its source.
+        """Link a created (or adopted) record with its source; both start agreed.
 
-        A field the created record does not hold as the source does (a request created
-        `pending` while its approval must wait) stays out of the source's base: it is a
-        change still to send, whether the link is made right after the create or, after a
-        lost answer or a crash, when the record is adopted.
+        One exception: a request created `pending` for an approved aviso (its approval had
+        to wait, see `_approval_would_duplicate`).  Its status stays out of the aviso's base,
+        so the approval is a change still to send, whether the link is made right after the
+        create or, after a lost answer or a crash, when the request is adopted.  Any other
+        difference (a title the server shortened) is what the created record holds.
         """
-        from_mt = intent.target_side == "cm"
-        unsettled = {
-            spec.name
-            for spec in REQUEST_FIELDS
-            if (spec.cm_writable if from_mt else spec.mt_writable)
-            and not self.mapping.agree(spec.name, cm.get(spec.name), mt.get(spec.name))
-        }
         base_cm = merged_view(cm, REQUEST_FIELDS)
         base_mt = merged_view(mt, REQUEST_FIELDS)
-        source_base = base_mt if from_mt else base_cm
-        for name in unsettled:
-            source_base.pop(name, None)
-        assert self.report is not None
-        crashpoint("request.remote")  # the request / aviso exists, the link does not yet
+        approval_waits = (
+            intent.target_side == "cm"
+            and cm.get("status") == "pending"
+            and self.mapping.estado_to_status.get(mt.get("status")) == "approved"
+        )
+        if approval_waits:
+            base_mt.pop("status", None)
         link = Link(
             stream=self.name,
             cm_id=str(cm["_id"]),
@@ -500,7 +496,7 @@ class RequestSync(Stream):
             mt_hash=snapshot_hash(mt, REQUEST_FIELDS),
             cm_updated_at=cm.get("_updated_at"),
             origin=origin,
-            dirty=bool(unsettled),
+            dirty=approval_waits,
         )
         with self.ledger.transaction():
             self.ledger.save_link(link)
