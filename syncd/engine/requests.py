@@ -484,6 +484,8 @@ class RequestSync(Stream):
         )
         if approval_waits:
             base_mt.pop("status", None)
+        assert self.report is not None
+        crashpoint("request.remote")  # the request / aviso exists, the link does not yet
         link = Link(
             stream=self.name,
             cm_id=str(cm["_id"]),
