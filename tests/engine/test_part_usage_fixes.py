@@ -37,6 +37,15 @@ def close_in_mantenimiento(h: Harness, ot: int) -> None:
         ledger.close()
 
 
+def retry_quarantined_now(h: Harness) -> None:
+    """What `syncd quarantine retry --stream part_usage` does: every held record is due."""
+    ledger = h.ledger()
+    try:
+        ledger.make_due("part_usage")
+    finally:
+        ledger.close()
+
+
 def reported(h: Harness, ot: int) -> list[str]:
     ledger = h.ledger()
     try:
@@ -102,11 +111,7 @@ def test_a_part_number_corrected_in_click_maint_releases_its_transaction(h: Harn
     tx = h.cm.add_transaction(part, "usage", 1, work_order_id=wo)
     assert usage_sync(h).counts["quarantined"] == 1
     h.cm.parts[part]["number"] = "FL_A"  # corrected in Click Maint
-    ledger = h.ledger()
-    try:
-        ledger.make_due("part_usage")
-    finally:
-        ledger.close()
+    retry_quarantined_now(h)
 
     assert usage_sync(h).counts["mirrored"] == 1
     assert [h.mt.materials[m["material_id"]]["sku"] for m in materials(h, ot)] == ["FL_A"]
@@ -139,11 +144,7 @@ def test_a_parts_mapping_entry_needs_no_rebaseline_and_releases_the_transaction(
     report = h.sync()  # work_orders: no MappingChanged
     assert report.status == "ok", report.error
     assert h.config.mapping_fingerprint() == before
-    ledger = h.ledger()
-    try:
-        ledger.make_due("part_usage")
-    finally:
-        ledger.close()
+    retry_quarantined_now(h)
     assert usage_sync(h).counts["mirrored"] == 1
     assert [h.mt.materials[m["material_id"]]["sku"] for m in materials(h, ot)] == ["LED-T8-18W"]
 
